@@ -291,7 +291,7 @@ func validateRateLimit(ps *problems, path string, r RateLimit) {
 		ps.addf(path+".burst", "must not be negative")
 	case r.Burst > maxBurst:
 		ps.addf(path+".burst", "must be at most 1e9")
-	case r.Burst == 0 && r.RPS > 0:
+	case r.Burst == 0 && r.RPS > 0 && !math.IsInf(r.RPS, 0):
 		ps.addf(path+".burst", "must be at least 1 when rps is set")
 	}
 }
