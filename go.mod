@@ -27,3 +27,5 @@ require (
 	golang.org/x/time v0.16.0
 	gopkg.in/yaml.v3 v3.0.1
 )
+
+require github.com/jackc/puddle/v2 v2.2.3 // indirect
