@@ -26,7 +26,12 @@ func (d Duration) Std() time.Duration { return time.Duration(d) }
 // ParseDuration parses Go duration syntax extended with a "d" unit (24h).
 // Anything time.ParseDuration accepts it accepts with the same value.
 func ParseDuration(s string) (Duration, error) {
-	bad := func() (Duration, error) { return 0, fmt.Errorf("invalid duration %q", s) }
+	bad := func() (Duration, error) {
+		if s != "" && strings.Trim(s, "0123456789.") == "" {
+			return 0, fmt.Errorf("invalid duration %q: missing unit (e.g. %q)", s, s+"s")
+		}
+		return 0, fmt.Errorf("invalid duration %q", s)
+	}
 	// Split off the sign, then walk number+unit segments. Day segments are
 	// computed here; everything else is handed, with the sign, to
 	// time.ParseDuration so its syntax and range are exactly Go's.
