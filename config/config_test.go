@@ -227,6 +227,25 @@ routes:
 	}
 }
 
+func TestIntegersAreDecimal(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int
+	}{
+		{"cache: {max_keys: 010}", 10},
+		{"cache: {max_keys: 1_000_000}", 1000000},
+		{"cache: {max_keys: '42'}", 42},
+	}
+	for _, tt := range tests {
+		if got := mustLoad(t, tt.in, env(nil)).Cache.MaxKeys; got != tt.want {
+			t.Errorf("load(%q) cache.max_keys = %d, want %d", tt.in, got, tt.want)
+		}
+	}
+	if got := mustLoad(t, "", env(map[string]string{"KEYGATE_CACHE_MAX_KEYS": "010"})).Cache.MaxKeys; got != 10 {
+		t.Errorf("KEYGATE_CACHE_MAX_KEYS=010 gives %d, want 10", got)
+	}
+}
+
 func TestEnvOverrides(t *testing.T) {
 	c := mustLoad(t, `
 proxy:
@@ -612,6 +631,13 @@ func TestValidateProblems(t *testing.T) {
 			"proxy.listen: not host:port",
 			"admin.listen: required",
 		}},
+		{"listeners conflict", func(c *Config) { c.Admin.Listen = "127.0.0.1:8080" }, []string{
+			"admin.listen: conflicts with proxy.listen",
+		}},
+		{"listeners on different interfaces", func(c *Config) {
+			c.Proxy.Listen = "10.0.0.1:8080"
+			c.Admin.Listen = "127.0.0.1:8080"
+		}, nil},
 		{"listen port", func(c *Config) { c.Proxy.Listen = ":http"; c.Admin.Listen = "[::1]:70000" }, []string{
 			"proxy.listen: port must be a number from 0 to 65535",
 			"admin.listen: port must be a number from 0 to 65535",

@@ -1,9 +1,11 @@
 package config
 
 import (
+	"bytes"
 	"encoding"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"reflect"
@@ -48,11 +50,10 @@ func load(data []byte, getenv func(string) string) (*Config, error) {
 	}
 	c := Default()
 	d := decoder{given: map[string]bool{}}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
+	if root, err := parseYAML(data); err != nil {
 		d.addf("", "%s", err)
-	} else if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		d.value("", root.Content[0], reflect.ValueOf(c).Elem())
+	} else if root != nil {
+		d.value("", root, reflect.ValueOf(c).Elem())
 	}
 	d.env(c, getenv)
 	if err := c.Validate(); err != nil {
@@ -67,6 +68,30 @@ func load(data []byte, getenv func(string) string) (*Config, error) {
 	}
 	c.provision()
 	return c, nil
+}
+
+// parseYAML returns the single document's root node, nil for an empty
+// file. A second document is an error rather than silently ignored.
+func parseYAML(data []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case err == nil:
+		return nil, fmt.Errorf("yaml: line %d: a second document; the file must hold exactly one", next.Line)
+	case !errors.Is(err, io.EOF):
+		return nil, err
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		return nil, nil
+	}
+	return doc.Content[0], nil
 }
 
 // decoder walks a yaml.Node tree onto a Config, collecting every problem
@@ -242,7 +267,8 @@ func setScalar(v reflect.Value, s string) error {
 		}
 		v.SetBool(b)
 	case reflect.Int, reflect.Int64:
-		i, err := strconv.ParseInt(s, 0, v.Type().Bits())
+		// Base 10 only: "010" is ten, not eight. Underscores group digits.
+		i, err := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 10, v.Type().Bits())
 		if err != nil {
 			return fmt.Errorf("want an integer, got %q", s)
 		}

@@ -120,6 +120,18 @@ func (ps *problems) listen(path, addr string) {
 	}
 }
 
+// sameListener reports whether two listen addresses would bind the same
+// port on overlapping interfaces.
+func sameListener(a, b string) bool {
+	ha, pa, err1 := net.SplitHostPort(a)
+	hb, pb, err2 := net.SplitHostPort(b)
+	if err1 != nil || err2 != nil || pa != pb || pa == "0" {
+		return false
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return ha == hb || wild(ha) || wild(hb)
+}
+
 // Validate reports every problem with c at once, joined with errors.Join,
 // each a *Problem. It has no side effects. Load calls it; call it again
 // after changing a Config.
@@ -127,6 +139,9 @@ func (c *Config) Validate() error {
 	var ps problems
 	c.validateProxy(&ps)
 	ps.listen("admin.listen", c.Admin.Listen)
+	if sameListener(c.Proxy.Listen, c.Admin.Listen) {
+		ps.addf("admin.listen", "conflicts with proxy.listen")
+	}
 	c.validateStore(&ps)
 	ps.atLeast("cache.max_keys", c.Cache.MaxKeys, 1)
 	ps.nonNegative("cache.positive_ttl", c.Cache.PositiveTTL)
