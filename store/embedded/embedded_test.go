@@ -1030,3 +1030,40 @@ func TestMigrate(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// BenchmarkLookupDigest is the hot path's store query on a cache miss.
+func BenchmarkLookupDigest(b *testing.B) {
+	e, err := Open(b.TempDir(), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer e.Close()
+	const n = 1000
+	err = e.Update(context.Background(), func(tx store.Tx) error {
+		for i := range n {
+			if err := tx.InsertKey(newKey(fmt.Sprintf("key_%04d", i), "app", fmt.Sprintf("k%d", i))); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ds := make([][32]byte, n)
+	for i := range ds {
+		ds[i] = digestOf(fmt.Sprintf("secret-key_%04d", i))
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, err := e.LookupDigest(context.Background(), ds[i%n]); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}
