@@ -790,6 +790,8 @@ func TestProblems(t *testing.T) {
 		{"nil", nil, nil},
 		{"one", a, []*Problem{a}},
 		{"joined", errors.Join(a, b), []*Problem{a, b}},
+		{"wrapped join", fmt.Errorf("config: %w", errors.Join(a, b)), []*Problem{a, b}},
+		{"wrapped plain error", fmt.Errorf("config: %w", other), []*Problem{{Msg: "config: plain"}}},
 		{"nested and wrapped", errors.Join(fmt.Errorf("ctx: %w", a), errors.Join(b, other)), []*Problem{a, b, {Msg: "plain"}}},
 	}
 	for _, tt := range tests {

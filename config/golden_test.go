@@ -65,3 +65,35 @@ func TestGolden(t *testing.T) {
 		})
 	}
 }
+
+// FuzzLoad feeds arbitrary files (seeded with the golden inputs) to the
+// loader: it must not panic, must return either a Config or problems, and a
+// Config it returns must pass Validate.
+func FuzzLoad(f *testing.F) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "*.txt"))
+	for _, file := range files {
+		raw, err := os.ReadFile(file)
+		if err != nil {
+			f.Fatal(err)
+		}
+		input, _, _ := strings.Cut(string(raw), goldenSep)
+		f.Add([]byte(input))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := load(data, env(nil))
+		if (c == nil) == (err == nil) {
+			t.Fatalf("load(%q) = %v, %v; want exactly one of them", data, c, err)
+		}
+		if err != nil {
+			for _, p := range Problems(err) {
+				if p.Msg == "" {
+					t.Fatalf("load(%q): problem %q has no message", data, p.Path)
+				}
+			}
+			return
+		}
+		if verr := c.Validate(); verr != nil {
+			t.Fatalf("load(%q) returned a Config that fails Validate: %v", data, verr)
+		}
+	})
+}

@@ -49,9 +49,10 @@ func Problems(err error) []*Problem {
 		}
 		return ps
 	case interface{ Unwrap() error }:
+		// A wrapped Load error ("config: %w") still yields every problem.
 		var p *Problem
 		if errors.As(err, &p) {
-			return []*Problem{p}
+			return Problems(u.Unwrap())
 		}
 	}
 	return []*Problem{{Msg: err.Error()}}
