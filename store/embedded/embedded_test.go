@@ -636,7 +636,7 @@ func TestAudit(t *testing.T) {
 		if err := e.Update(ctx, func(tx store.Tx) error { return tx.AppendAudit(ev) }); err != nil {
 			t.Fatal(err)
 		}
-		if !strings.HasPrefix(ev.ID, "aud_") || len(ev.ID) != 30 {
+		if !strings.HasPrefix(ev.ID, "evt_") || len(ev.ID) != 30 {
 			t.Fatalf("generated id %q", ev.ID)
 		}
 		generated = append(generated, ev.ID)

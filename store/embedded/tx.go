@@ -456,9 +456,10 @@ func (t *tx) AppendAudit(ev *store.AuditEvent) error {
 	return audit.Put([]byte(ev.ID), v)
 }
 
-// auditID is "aud_" and 26 Crockford base32 characters: 48 bits of Unix
-// milliseconds and 80 bits holding seq, laid out like store's key ids so
-// both kinds sort by time.
+// auditID is "evt_" and 26 Crockford base32 characters: 48 bits of Unix
+// milliseconds and 80 bits holding seq. That is the layout and prefix of
+// the service's event ids, so generated and given ids sort together by
+// time.
 func auditID(at time.Time, seq uint64) string {
 	const crockford = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 	var b [16]byte
@@ -478,7 +479,7 @@ func auditID(at time.Time, seq uint64) string {
 			i++
 		}
 	}
-	return "aud_" + string(out[:])
+	return "evt_" + string(out[:])
 }
 
 // ListAudit returns events in id order from just after f.AfterID that
