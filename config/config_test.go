@@ -483,6 +483,13 @@ func TestEveryFieldHasAnEnvOverride(t *testing.T) {
 	if len(paths) < 50 {
 		t.Fatalf("found only %d leaf fields: %v", len(paths), paths)
 	}
+	owner := map[string]string{}
+	for _, p := range paths {
+		if o, dup := owner[EnvName(p)]; dup {
+			t.Errorf("%s and %s share the variable %s", o, p, EnvName(p))
+		}
+		owner[EnvName(p)] = p
+	}
 	read := map[string]bool{}
 	getenv := func(k string) string { read[k] = true; return "" }
 	if _, err := load(nil, getenv); err != nil {
