@@ -55,8 +55,11 @@ type Config struct {
 	// RateLimit configures the rate limit of keys without their own.
 	RateLimit RateLimitConfig `yaml:"rate_limit"`
 	// Routes maps requests to upstreams. A routes list in the file replaces
-	// the default catch-all route; it must not be empty. Among routes whose
-	// host matches, the longest path_prefix wins.
+	// the default catch-all route; it must not be empty. Each listed route
+	// starts from the route defaults (path_prefix "/", upstream timeout 30s,
+	// 1024 connections per target, auth required) and must give its name
+	// and targets. Among routes whose host matches, the longest path_prefix
+	// wins.
 	Routes []Route `yaml:"routes"`
 	// Log configures logging.
 	Log LogConfig `yaml:"log"`

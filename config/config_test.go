@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 // env returns a getenv backed by a map.
@@ -121,6 +123,27 @@ func TestContractFile(t *testing.T) {
 		if want := Default(); !reflect.DeepEqual(got, want) {
 			t.Errorf("Load(%q) =\n%+v\nwant Default() =\n%+v", path, got, want)
 		}
+	}
+}
+
+// TestMarshalRoundTrip checks that a Config written with yaml.v3 (for
+// example to show the effective configuration) loads back unchanged.
+func TestMarshalRoundTrip(t *testing.T) {
+	want := mustLoad(t, "", env(map[string]string{
+		"KEYGATE_PROXY_TRUSTED_PROXIES":    "10.0.0.0/8",
+		"KEYGATE_KEYS_MAX_LIFETIME":        "90d",
+		"KEYGATE_PROXY_MAX_REQUEST_BODY":   "1000001",
+		"KEYGATE_RATE_LIMIT_DEFAULT_RPS":   "2.5",
+		"KEYGATE_RATE_LIMIT_DEFAULT_BURST": "4",
+		"KEYGATE_ROUTES_0_MATCH_METHODS":   "GET",
+	}))
+	out, err := yaml.Marshal(want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := mustLoad(t, string(out), env(nil))
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("round trip through\n%s\ngave\n%+v\nwant\n%+v", out, got, want)
 	}
 }
 

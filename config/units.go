@@ -121,7 +121,7 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // insensitive and may follow a space: "10MiB", "16 KiB", "1MB", "512k".
 type ByteSize int64
 
-// Binary and decimal byte units.
+// Binary byte units.
 const (
 	KiB ByteSize = 1 << (10 * (iota + 1))
 	MiB
