@@ -18,9 +18,10 @@ import (
 // Load reads the YAML file at path over Default, applies the KEYGATE_*
 // environment overrides read through getenv, validates the result and
 // parses its derived values. path "" means no file. getenv is usually
-// os.Getenv; an empty value counts as unset.
+// os.Getenv; nil means no environment, and an empty value counts as unset.
 //
-// Unknown fields are errors. Every problem found — unreadable file, YAML
+// A null value (`tls:` with nothing after it) keeps the default; a list in
+// the file replaces the default list. Unknown fields are errors. Every problem found — unreadable file, YAML
 // syntax, unknown or duplicate fields, values of the wrong type, bad
 // environment values, and everything Validate reports — comes back at once,
 // joined, each a *Problem (see Problems); the Config is then nil.
