@@ -13,7 +13,7 @@ import (
 
 // maxBulkIDs caps one bulk request, so one call cannot hold the store for
 // long.
-const maxBulkIDs = 1000
+const maxBulkIDs = store.MaxBulkIDs
 
 type keyResponse struct {
 	Key *store.Key `json:"key"`
