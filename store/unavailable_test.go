@@ -1,0 +1,134 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sync/atomic"
+	"testing"
+
+	"github.com/keygate/keygate/auth"
+	"github.com/keygate/keygate/store"
+)
+
+// flaky is a real backend that can be switched to failing like a store
+// that went away: every call, or only the audit append inside a
+// transaction (a failure between a change and its commit).
+type flaky struct {
+	store.Backend
+	down      atomic.Bool
+	auditDown atomic.Bool
+}
+
+var errDown = fmt.Errorf("%w: connection refused", store.ErrUnavailable)
+
+func (f *flaky) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if f.down.Load() {
+		return errDown
+	}
+	return f.Backend.Update(ctx, func(tx store.Tx) error {
+		return fn(&flakyTx{Tx: tx, f: f})
+	})
+}
+
+func (f *flaky) View(ctx context.Context, fn func(store.Tx) error) error {
+	if f.down.Load() {
+		return errDown
+	}
+	return f.Backend.View(ctx, fn)
+}
+
+func (f *flaky) LookupDigest(ctx context.Context, d [32]byte) (*store.Key, error) {
+	if f.down.Load() {
+		return nil, errDown
+	}
+	return f.Backend.LookupDigest(ctx, d)
+}
+
+func (f *flaky) Ping(ctx context.Context) error {
+	if f.down.Load() {
+		return errDown
+	}
+	return f.Backend.Ping(ctx)
+}
+
+type flakyTx struct {
+	store.Tx
+	f *flaky
+}
+
+func (t *flakyTx) AppendAudit(ev *store.AuditEvent) error {
+	if t.f.auditDown.Load() {
+		return errDown
+	}
+	return t.Tx.AppendAudit(ev)
+}
+
+func TestUnavailablePassesThrough(t *testing.T) {
+	ctx := context.Background()
+	fb := &flaky{Backend: openEmbedded(t)}
+	changes := 0
+	svc := store.NewService(fb, store.Options{OnChange: func(store.Change) { changes++ }})
+	c, err := svc.Create(ctx, store.Actor{}, []byte(`{"name": "n", "user": "u"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := c.Key.ID
+	fb.down.Store(true)
+	calls := map[string]func() error{
+		"Create": func() error {
+			_, err := svc.Create(ctx, store.Actor{}, []byte(`{"name": "m", "user": "u"}`))
+			return err
+		},
+		"Get":            func() error { _, err := svc.Get(ctx, id); return err },
+		"List":           func() error { _, _, err := svc.List(ctx, url.Values{}); return err },
+		"Lookup":         func() error { _, err := svc.Lookup(ctx, c.Secret); return err },
+		"Update":         func() error { _, err := svc.Update(ctx, store.Actor{}, id, []byte(`{"notes": "x"}`)); return err },
+		"SetEnabled":     func() error { _, err := svc.SetEnabled(ctx, store.Actor{}, id, false); return err },
+		"Rotate":         func() error { _, err := svc.Rotate(ctx, store.Actor{}, id, 0); return err },
+		"RevokeSessions": func() error { _, err := svc.RevokeSessions(ctx, store.Actor{}, id); return err },
+		"Delete":         func() error { return svc.Delete(ctx, store.Actor{}, id) },
+		"Bulk":           func() error { _, err := svc.Bulk(ctx, store.Actor{}, "delete", []string{id}); return err },
+		"PurgeExpired":   func() error { _, err := svc.PurgeExpired(ctx, store.Actor{}, 0, false); return err },
+		"Audit":          func() error { _, _, err := svc.Audit(ctx, url.Values{}); return err },
+		"Counts":         func() error { _, err := svc.Counts(ctx); return err },
+		"AdminKeyExists": func() error { _, err := svc.AdminKeyExists(ctx); return err },
+		"Bootstrap":      func() error { _, err := svc.Bootstrap(ctx, "", false); return err },
+		"SessionSecrets": func() error { _, err := svc.SessionSecrets(ctx, nil); return err },
+	}
+	for name, call := range calls {
+		if err := call(); !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("%s with the store down = %v, want ErrUnavailable", name, err)
+		}
+	}
+	ks := store.NewKeySource(fb)
+	if _, err := ks.LookupKey(ctx, auth.Digest([]byte(c.Secret))); !errors.Is(err, auth.ErrStoreUnavailable) || !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("KeySource.LookupKey with the store down = %v, want auth.ErrStoreUnavailable wrapping store.ErrUnavailable", err)
+	}
+	if _, err := ks.LookupKeyID(ctx, id); !errors.Is(err, auth.ErrStoreUnavailable) {
+		t.Errorf("KeySource.LookupKeyID with the store down = %v, want auth.ErrStoreUnavailable", err)
+	}
+
+	// A failure inside the transaction leaves nothing half-applied.
+	fb.down.Store(false)
+	fb.auditDown.Store(true)
+	if _, err := svc.Create(ctx, store.Actor{}, []byte(`{"name": "half", "user": "u"}`)); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Create with the audit append failing = %v, want ErrUnavailable", err)
+	}
+	if _, err := svc.Update(ctx, store.Actor{}, id, []byte(`{"name": "renamed"}`)); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Update with the audit append failing = %v", err)
+	}
+	if err := svc.Delete(ctx, store.Actor{}, id); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Delete with the audit append failing = %v", err)
+	}
+	fb.auditDown.Store(false)
+	keys, _, err := svc.List(ctx, url.Values{})
+	if err != nil || len(keys) != 1 || keys[0].Name != "n" {
+		t.Errorf("after failed writes keys = %v, %v; want only the untouched first key", keys, err)
+	}
+	if changes != 1 {
+		t.Errorf("OnChange called %d times, want once (failed writes publish nothing)", changes)
+	}
+}
+
