@@ -1,0 +1,290 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/keygate/keygate/auth"
+	"github.com/valyala/fasthttp"
+)
+
+// maxKeyLen bounds a credential; anything longer is invalid_key without a
+// lookup.
+const maxKeyLen = 512
+
+// sourceKind is where the credential came from (the metrics' source label).
+type sourceKind uint8
+
+const (
+	srcNone sourceKind = iota
+	srcHeader
+	srcQuery
+	srcCookie
+	numSources
+)
+
+func (k sourceKind) String() string {
+	switch k {
+	case srcHeader:
+		return "header"
+	case srcQuery:
+		return "query"
+	case srcCookie:
+		return "cookie"
+	}
+	return "none"
+}
+
+type headerSource struct {
+	name   string
+	scheme string // "" for the whole value
+}
+
+// credential is what extraction found. key aliases request memory (or the
+// request state's scratch buffer) and is valid until the request ends.
+type credential struct {
+	key   []byte
+	src   sourceKind
+	found bool
+}
+
+// add records one more value of a credential; a different value than one
+// already seen makes the request ambiguous.
+func (c *credential) add(v []byte, src sourceKind) error {
+	if !c.found {
+		*c = credential{key: v, src: src, found: true}
+		return nil
+	}
+	if !bytes.Equal(c.key, v) {
+		return auth.ErrAmbiguous
+	}
+	return nil
+}
+
+// extractCredential looks at every value of every configured source: all
+// lines of a repeated header and every case variant of a query parameter.
+// The source reported is that of the first value found, headers before the
+// query.
+func (s *Server) extractCredential(st *reqState, req *fasthttp.Request, query []byte) (credential, error) {
+	var c credential
+	var err error
+	for k, v := range req.Header.All() {
+		for i := range s.hdrSources {
+			hs := &s.hdrSources[i]
+			if !equalFold(k, hs.name) {
+				continue
+			}
+			val, ok := v, true
+			if hs.scheme != "" {
+				val, ok = cutScheme(v, hs.scheme)
+			}
+			if ok {
+				if err = c.add(val, srcHeader); err != nil {
+					return c, err
+				}
+			}
+		}
+	}
+	if len(s.querySources) == 0 {
+		return c, nil
+	}
+	st.qbuf = st.qbuf[:0]
+	for len(query) > 0 {
+		var pair []byte
+		pair, query, _ = bytes.Cut(query, ampersand())
+		name, val, _ := bytes.Cut(pair, equals())
+		if !s.isCredentialParam(name) {
+			continue
+		}
+		n := len(st.qbuf)
+		st.qbuf = appendUnescapeQuery(st.qbuf, val)
+		if err = c.add(st.qbuf[n:len(st.qbuf):len(st.qbuf)], srcQuery); err != nil {
+			return c, err
+		}
+	}
+	return c, nil
+}
+
+func ampersand() []byte { return []byte{'&'} }
+func equals() []byte    { return []byte{'='} }
+
+// cutScheme returns the credential in "<scheme> <credential>". ok is false
+// when the value uses another scheme: it is not a key source then. Our
+// scheme with no value, or with more than one space, yields a value that
+// fails validation (empty, or starting with a space).
+func cutScheme(v []byte, scheme string) (cred []byte, ok bool) {
+	if len(v) < len(scheme) || !hasPrefixFold(v, scheme) {
+		return nil, false
+	}
+	rest := v[len(scheme):]
+	if len(rest) == 0 {
+		return rest, true
+	}
+	if rest[0] != ' ' {
+		return nil, false // "ApiKeyX …" is another scheme
+	}
+	return rest[1:], true
+}
+
+// isCredentialParam reports whether a raw (still escaped) query parameter
+// name is, case-insensitively after unescaping, a credential parameter.
+func (s *Server) isCredentialParam(raw []byte) bool {
+	const maxRaw = 192
+	if len(raw) == 0 || len(raw) > 3*s.maxQueryName || len(raw) > maxRaw {
+		return false
+	}
+	name := raw
+	if bytes.IndexByte(raw, '%') >= 0 || bytes.IndexByte(raw, '+') >= 0 {
+		var buf [maxRaw]byte // decoding never grows: no heap
+		name = appendUnescapeQuery(buf[:0], raw)
+	}
+	for _, q := range s.querySources {
+		if equalFold(name, q) {
+			return true
+		}
+	}
+	return false
+}
+
+// appendUnescapeQuery appends the form-decoded b ("+" is a space, %XX a
+// byte; a bad escape is kept literally, as fasthttp's Args does).
+func appendUnescapeQuery(dst, b []byte) []byte {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		switch {
+		case c == '+':
+			dst = append(dst, ' ')
+		case c == '%' && i+2 < len(b) && unhex(b[i+1]) >= 0 && unhex(b[i+2]) >= 0:
+			dst = append(dst, byte(unhex(b[i+1])<<4|unhex(b[i+2])))
+			i += 2
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+// validKeyBytes is the check before any format check or lookup: 1 to 512
+// visible ASCII characters.
+func validKeyBytes(k []byte) bool {
+	if len(k) == 0 || len(k) > maxKeyLen {
+		return false
+	}
+	for _, c := range k {
+		if c <= ' ' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// checkFormat rejects, without touching the store, anything that is not a
+// well-formed key (CONTRACT §3: a mistyped key never reaches the cache).
+func (s *Server) checkFormat(k []byte) bool {
+	if !validKeyBytes(k) {
+		return false
+	}
+	if auth.ValidSecret(s.opts.KeyPrefix, k) {
+		return true
+	}
+	return s.opts.AcceptForeignKeys && auth.ValidForeignSecret(k)
+}
+
+// decision is the outcome of authenticating one request.
+type decision struct {
+	key     *auth.Key
+	cred    credential
+	session bool // the credential was a session cookie
+}
+
+// authenticate runs CONTRACT §4 steps 2–4 for a route that is not
+// auth: none. A nil key with a nil error is an auth: optional request
+// without a credential.
+func (s *Server) authenticate(ctx context.Context, st *reqState, req *fasthttp.Request, query []byte, rt *route, client netip.Addr, now time.Time) (decision, error) {
+	var d decision
+	c, err := s.extractCredential(st, req, query)
+	d.cred = c
+	if err != nil {
+		return d, err
+	}
+	if !c.found {
+		if s.opts.Sessions != nil {
+			if cookie := req.Header.Cookie(s.cookieName); len(cookie) > 0 {
+				d.cred.src, d.session = srcCookie, true
+				d.key, err = s.sessionKey(ctx, cookie, now)
+				if err != nil {
+					return d, err
+				}
+				return d, s.policy(d.key, rt, client, now)
+			}
+		}
+		if rt.auth == authOptional {
+			return d, nil
+		}
+		return d, auth.ErrMissingKey
+	}
+	if !s.checkFormat(c.key) {
+		return d, auth.ErrInvalidKey
+	}
+	k, err := s.keys.LookupKey(ctx, auth.Digest(c.key))
+	if err != nil {
+		if errors.Is(err, auth.ErrKeyNotFound) {
+			return d, auth.ErrInvalidKey
+		}
+		return d, auth.ErrStoreUnavailable
+	}
+	if k == nil {
+		return d, auth.ErrInvalidKey
+	}
+	d.key = k
+	if err := k.CheckState(now); err != nil {
+		return d, err
+	}
+	return d, s.policy(k, rt, client, now)
+}
+
+// sessionKey resolves a session cookie to its key; every failure is
+// ErrSessionInvalid except a store that cannot answer.
+func (s *Server) sessionKey(ctx context.Context, cookie []byte, now time.Time) (*auth.Key, error) {
+	id, epoch, err := s.opts.Sessions.Verify(cookie, now)
+	if err != nil {
+		return nil, auth.ErrSessionInvalid
+	}
+	k, err := s.keys.LookupKeyID(ctx, id)
+	if err != nil {
+		if errors.Is(err, auth.ErrKeyNotFound) {
+			return nil, auth.ErrSessionInvalid
+		}
+		return nil, auth.ErrStoreUnavailable
+	}
+	if k == nil || k.SessionEpoch != epoch || !k.SessionsAllowed || k.CheckState(now) != nil {
+		return nil, auth.ErrSessionInvalid
+	}
+	return k, nil
+}
+
+// policy applies the checks after the key's state: IP allowlist, route
+// scope, rate limit.
+func (s *Server) policy(k *auth.Key, rt *route, client netip.Addr, now time.Time) error {
+	if !k.AllowsIP(client) {
+		return auth.ErrIPNotAllowed
+	}
+	if !k.AllowsRoute(rt.name) {
+		return auth.ErrRouteNotAllowed
+	}
+	if s.opts.RateLimiter != nil {
+		if ok, retry := s.opts.RateLimiter.Allow(k, now); !ok {
+			return &rateLimitedError{retryAfter: retry}
+		}
+	}
+	return nil
+}
+
+// rateLimitedError carries Retry-After for a 429.
+type rateLimitedError struct{ retryAfter time.Duration }
+
+func (e *rateLimitedError) Error() string { return auth.ErrRateLimited.Error() }
+func (e *rateLimitedError) Unwrap() error { return auth.ErrRateLimited }

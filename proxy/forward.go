@@ -1,0 +1,324 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// forward sends the request upstream and copies the response back
+// (CONTRACT §4 step 5). The upstream request is built fresh, from an
+// allowlist pass over the received headers, so nothing the client sent
+// survives by accident.
+func (s *Server) forward(ctx *fasthttp.RequestCtx, st *reqState, rt *route, d *decision, host, query []byte, peer netip.Addr, peerTrusted bool, rid []byte) {
+	in := &ctx.Request
+	out := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(out)
+	out.Header.DisableNormalizing()
+
+	for k, v := range in.Header.All() {
+		if s.dropRequestHeader(st, k, v, peerTrusted) {
+			continue
+		}
+		if s.opts.Sessions != nil && equalFold(k, "Cookie") {
+			for ck, cv := range in.Header.Cookies() {
+				if string(ck) != s.cookieName {
+					out.Header.SetCookieBytesKV(ck, cv)
+				}
+			}
+			continue
+		}
+		out.Header.AddBytesKV(k, v)
+	}
+	out.Header.SetMethodBytes(in.Header.Method())
+	out.Header.SetHostBytes(host)
+	out.UseHostHeader = true
+
+	if k := d.key; k != nil {
+		out.Header.AddBytesK(s.idKeyID, k.ID)
+		out.Header.AddBytesK(s.idKeyName, k.Name)
+		out.Header.AddBytesK(s.idUser, k.User)
+		if k.Application != "" {
+			out.Header.AddBytesK(s.idApplication, k.Application)
+		}
+		if k.Tenant != "" {
+			out.Header.AddBytesK(s.idTenant, k.Tenant)
+		}
+		if k.ScopesHeader != "" {
+			out.Header.AddBytesK(s.idScopes, k.ScopesHeader)
+		}
+		if d.session {
+			out.Header.AddBytesK(s.idAuth, "session")
+		} else {
+			out.Header.AddBytesK(s.idAuth, "key")
+		}
+	}
+
+	b := st.buf[:0]
+	if peerTrusted {
+		for _, l := range st.xff {
+			b = append(b, l...)
+			b = append(b, ", "...)
+		}
+	}
+	b = peer.AppendTo(b)
+	st.buf = b
+	out.Header.AddBytesV("X-Forwarded-For", b)
+	switch {
+	case peerTrusted && len(st.proto) > 0:
+		out.Header.AddBytesV("X-Forwarded-Proto", st.proto)
+	case s.tls != nil || ctx.IsTLS():
+		out.Header.Add("X-Forwarded-Proto", "https")
+	default:
+		out.Header.Add("X-Forwarded-Proto", "http")
+	}
+	if peerTrusted && len(st.fhost) > 0 {
+		out.Header.AddBytesV("X-Forwarded-Host", st.fhost)
+	} else {
+		out.Header.AddBytesV("X-Forwarded-Host", host)
+	}
+	out.Header.AddBytesV("X-Request-Id", rid)
+	if body := in.Body(); len(body) > 0 {
+		out.SetBodyRaw(body)
+	}
+
+	var setCookie string
+	if s.opts.Sessions != nil && d.key != nil && !d.session && d.key.SessionsAllowed && s.sessionRequested(st, query) {
+		var err error
+		if setCookie, err = s.opts.Sessions.Issue(d.key, s.opts.Now()); err != nil {
+			s.opts.Logger.Warn("issuing session failed", "route", rt.name, "key", d.key, "err", err)
+			setCookie = ""
+		}
+	}
+
+	resp := &ctx.Response
+	err := s.roundTrip(rt, st, out, resp, query)
+	if err != nil {
+		s.writeDenial(ctx, err, rid, false)
+		return
+	}
+	stripResponseHopByHop(resp)
+	if len(resp.Header.Peek("X-Request-Id")) == 0 {
+		resp.Header.SetBytesV("X-Request-Id", rid)
+	}
+	if setCookie != "" {
+		resp.Header.Add("Set-Cookie", setCookie)
+	}
+}
+
+// roundTrip picks a target round robin, skipping ones that recently failed
+// to connect (all of them failing: try anyway), and sends out. A target
+// that cannot be connected to is marked and the next one tried: nothing
+// was sent to it.
+func (s *Server) roundTrip(rt *route, st *reqState, out *fasthttp.Request, resp *fasthttp.Response, query []byte) error {
+	n := len(rt.targets)
+	first := int(rt.next.Add(1) % uint32(n))
+	now := time.Now().UnixNano()
+	healthy := s.anyHealthy(rt, now)
+	lastErr := errUpstreamUnavailable
+	for i := 0; i < n; i++ {
+		u := rt.targets[(first+i)%n]
+		if healthy && u.downUntil.Load() > now {
+			continue
+		}
+		st.uri = s.appendForwardURI(st.uri[:0], u.base, rt.forwardPath(st.path), query)
+		out.SetRequestURIBytes(st.uri)
+		if u.client.IsTLS {
+			out.URI().SetScheme("https")
+		}
+		start := time.Now()
+		err := u.client.DoTimeout(out, resp, rt.timeout)
+		rt.metrics.upDuration.Observe(time.Since(start).Seconds())
+		if err == nil {
+			u.downUntil.Store(0)
+			rt.metrics.upCodes[upCode(resp.StatusCode())].Inc()
+			return nil
+		}
+		rt.metrics.upCodes[codeError].Inc()
+		s.opts.Logger.LogAttrs(context.Background(), slog.LevelWarn, "upstream request failed",
+			slog.String("route", rt.name), slog.String("target", u.client.Addr), slog.String("err", err.Error()))
+		dial, timeout := classifyUpstreamError(err)
+		if timeout {
+			lastErr = errUpstreamTimeout
+		} else {
+			lastErr = errUpstreamUnavailable
+		}
+		if !dial {
+			return lastErr
+		}
+		// Nothing reached this target: mark it and try the next healthy
+		// one. When none was healthy, one attempt is all we make.
+		u.downUntil.Store(time.Now().Add(unhealthyFor).UnixNano())
+		if !healthy {
+			return lastErr
+		}
+	}
+	return lastErr
+}
+
+func (s *Server) anyHealthy(rt *route, now int64) bool {
+	for _, u := range rt.targets {
+		if u.downUntil.Load() <= now {
+			return true
+		}
+	}
+	return false
+}
+
+// classifyUpstreamError tells a failure to connect (safe to try elsewhere)
+// and a timeout (504) from the rest (502).
+func classifyUpstreamError(err error) (dial, timeout bool) {
+	if errors.Is(err, fasthttp.ErrDialTimeout) {
+		return true, true
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true, op.Timeout()
+	}
+	if errors.Is(err, fasthttp.ErrTimeout) {
+		return false, true
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false, true
+	}
+	return false, false
+}
+
+// appendForwardURI builds the request-target sent upstream: the target's
+// base path, the matched path (prefix stripped when the route says so) and
+// the query without credential and session parameters when stripping.
+func (s *Server) appendForwardURI(dst []byte, base string, path, query []byte) []byte {
+	dst = append(dst, base...)
+	if len(path) == 0 || path[0] != '/' {
+		dst = append(dst, '/')
+	}
+	dst = append(dst, path...)
+	if len(query) == 0 {
+		return dst
+	}
+	mark := len(dst)
+	dst = append(dst, '?')
+	kept := false
+	for len(query) > 0 {
+		var pair []byte
+		pair, query, _ = bytes.Cut(query, []byte{'&'})
+		name, _, _ := bytes.Cut(pair, []byte{'='})
+		if s.opts.StripCredentials && s.isCredentialParam(name) || s.isSessionParam(name) {
+			continue
+		}
+		if kept {
+			dst = append(dst, '&')
+		}
+		dst = append(dst, pair...)
+		kept = true
+	}
+	if !kept {
+		dst = dst[:mark]
+	}
+	return dst
+}
+
+// sessionRequested reports whether the client asked for a session cookie
+// (query parameter or header, both removed before forwarding).
+func (s *Server) sessionRequested(st *reqState, query []byte) bool {
+	if st.sessionWanted {
+		return true
+	}
+	for len(query) > 0 {
+		var pair []byte
+		pair, query, _ = bytes.Cut(query, []byte{'&'})
+		name, value, _ := bytes.Cut(pair, []byte{'='})
+		if s.isSessionParam(name) && equalFold(value, "true") {
+			return true
+		}
+	}
+	return false
+}
+
+// dropRequestHeader decides which received headers are not forwarded:
+// hop-by-hop ones and those named in Connection, identity headers in any
+// spelling, headers keygate sets itself, URL-override headers, client
+// address claims from untrusted peers, and (when stripping) credential
+// headers carrying our scheme.
+func (s *Server) dropRequestHeader(st *reqState, k, v []byte, peerTrusted bool) bool {
+	if isHopByHop(k) || s.isIdentityHeader(k) {
+		return true
+	}
+	for _, c := range st.conn {
+		if bytes.EqualFold(k, c) {
+			return true
+		}
+	}
+	switch {
+	case equalFold(k, "Host"), equalFold(k, "Content-Length"),
+		equalFold(k, "X-Forwarded-For"), equalFold(k, "X-Forwarded-Proto"),
+		equalFold(k, "X-Forwarded-Host"), equalFold(k, "X-Request-Id"),
+		equalFold(k, "X-Original-URL"), equalFold(k, "X-Original-URI"),
+		equalFold(k, "X-Forwarded-Uri"), equalFold(k, "X-Rewrite-URL"),
+		equalFold(k, "X-Forwarded-Path"), equalFold(k, "X-Forwarded-Prefix"),
+		equalFold(k, "X-Envoy-Original-Path"):
+		return true
+	}
+	if !peerTrusted && (equalFold(k, "Forwarded") || equalFold(k, "X-Real-IP") ||
+		equalFold(k, "True-Client-IP") || equalFold(k, "X-Client-IP")) {
+		return true
+	}
+	if s.opts.StripCredentials {
+		for _, hs := range s.hdrSources {
+			if !equalFold(k, hs.name) {
+				continue
+			}
+			if hs.scheme == "" {
+				return true
+			}
+			if _, ok := cutScheme(v, hs.scheme); ok {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isHopByHop(k []byte) bool {
+	return equalFold(k, "Connection") || equalFold(k, "Keep-Alive") ||
+		equalFold(k, "Proxy-Connection") || equalFold(k, "TE") ||
+		equalFold(k, "Trailer") || equalFold(k, "Transfer-Encoding") ||
+		equalFold(k, "Upgrade") || equalFold(k, "Proxy-Authorization") ||
+		equalFold(k, "Proxy-Authenticate")
+}
+
+// stripResponseHopByHop removes the upstream's hop-by-hop headers, and
+// those it named in Connection, from the response; the connection to the
+// client is ours to manage.
+func stripResponseHopByHop(resp *fasthttp.Response) {
+	h := &resp.Header
+	// Copy the tokens out first: deleting headers moves the memory the
+	// values live in.
+	var buf [256]byte
+	conn := buf[:0]
+	for _, v := range h.PeekAll("Connection") {
+		conn = append(append(conn, v...), ',')
+	}
+	for len(conn) > 0 {
+		var tok []byte
+		tok, conn, _ = bytes.Cut(conn, []byte{','})
+		if tok = bytes.TrimSpace(tok); len(tok) > 0 && !equalFold(tok, "close") && !equalFold(tok, "keep-alive") {
+			h.DelBytes(tok)
+		}
+	}
+	h.Del("Connection")
+	h.Del("Keep-Alive")
+	h.Del("Proxy-Connection")
+	h.Del("TE")
+	h.Del("Trailer")
+	h.Del("Upgrade")
+	h.Del("Proxy-Authenticate")
+	h.ResetConnectionClose()
+}

@@ -1,0 +1,150 @@
+package proxy
+
+import (
+	"bytes"
+	"fmt"
+	"sort"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+const (
+	authRequired = iota
+	authOptional
+	authNone
+)
+
+// route is a provisioned Route.
+type route struct {
+	name    string
+	host    string // lower case, no port; "" for any
+	prefix  string // normalized, no trailing slash except "/"
+	methods []string
+	auth    int
+	strip   bool
+	timeout time.Duration
+	targets []*upstream
+	next    atomic.Uint32
+	metrics routeMetrics
+}
+
+// upstream is one target of a route.
+type upstream struct {
+	client *fasthttp.HostClient
+	base   string
+	// downUntil is when a target that failed to connect is tried again
+	// (UnixNano of the injected clock; 0: healthy).
+	downUntil atomic.Int64
+}
+
+// routeTable matches requests to routes.
+type routeTable struct {
+	byHost map[string][]*route // exact host routes, longest prefix first
+	any    []*route            // host "" routes, longest prefix first
+}
+
+func newRouteTable(routes []*route) *routeTable {
+	t := &routeTable{byHost: map[string][]*route{}}
+	for _, r := range routes {
+		if r.host == "" {
+			t.any = append(t.any, r)
+		} else {
+			t.byHost[r.host] = append(t.byHost[r.host], r)
+		}
+	}
+	byLen := func(rs []*route) {
+		sort.SliceStable(rs, func(i, j int) bool { return len(rs[i].prefix) > len(rs[j].prefix) })
+	}
+	byLen(t.any)
+	for _, rs := range t.byHost {
+		byLen(rs)
+	}
+	return t
+}
+
+// match finds the route for host (port already stripped), a normalized
+// path and a method: routes naming the host exactly win over host-less
+// ones, then the longest prefix on a segment boundary, then the method.
+func (t *routeTable) match(host, path, method []byte) *route {
+	rs := t.any
+	if len(t.byHost) > 0 && len(host) > 0 {
+		var buf [256]byte
+		if len(host) <= len(buf) {
+			lh := buf[:len(host)]
+			for i, c := range host {
+				lh[i] = lower(c)
+			}
+			if hr, ok := t.byHost[string(lh)]; ok {
+				rs = hr
+			}
+		}
+	}
+	for _, r := range rs {
+		if !prefixMatch(path, r.prefix) {
+			continue
+		}
+		if len(r.methods) == 0 {
+			return r
+		}
+		for _, m := range r.methods {
+			if string(method) == m {
+				return r
+			}
+		}
+	}
+	return nil
+}
+
+func prefixMatch(path []byte, prefix string) bool {
+	if prefix == "/" {
+		return true
+	}
+	if !bytes.HasPrefix(path, []byte(prefix)) {
+		return false
+	}
+	return len(path) == len(prefix) || path[len(prefix)] == '/'
+}
+
+// forwardPath is the path sent upstream: the normalized path, without the
+// route's prefix when it strips it.
+func (r *route) forwardPath(path []byte) []byte {
+	if !r.strip || r.prefix == "/" {
+		return path
+	}
+	// May be empty ("/pub" under prefix "/pub"); the caller sends "/".
+	return path[len(r.prefix):]
+}
+
+// normalizePrefix brings a configured path prefix into the form paths are
+// matched in.
+func normalizePrefix(p string) (string, error) {
+	if p == "" {
+		return "/", nil
+	}
+	n, ok := normalizePath(nil, []byte(p))
+	if !ok {
+		return "", fmt.Errorf("path_prefix %q is not a valid path", p)
+	}
+	s := strings.TrimRight(string(n), "/")
+	if s == "" {
+		s = "/"
+	}
+	return s, nil
+}
+
+// hostOnly strips the port from a Host value ("h:1", "[::1]:1").
+func hostOnly(h []byte) []byte {
+	if len(h) > 0 && h[0] == '[' {
+		if j := bytes.IndexByte(h, ']'); j > 0 {
+			return h[1:j]
+		}
+		return h
+	}
+	if j := bytes.LastIndexByte(h, ':'); j >= 0 && bytes.IndexByte(h[:j], ':') < 0 {
+		return h[:j]
+	}
+	return h
+}
