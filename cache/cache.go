@@ -1,0 +1,493 @@
+// Package cache keeps recently used keys in memory in front of an
+// auth.KeyStore, so the request path rarely waits for the store (CONTRACT
+// §2 cache, §4 step 4, §5).
+//
+// A Cache is itself an auth.KeyStore. It remembers keys for PositiveTTL and
+// unknown digests for NegativeTTL, makes concurrent misses for one digest
+// share one store query, serves a remembered key for StaleIfError past its
+// TTL while the store cannot answer, and forgets keys when told to
+// (Invalidate). Its correctness rests only on the expiry and epoch fields
+// of its own immutable entries, checked on every lookup: the underlying
+// ristretto cache may drop, delay or reorder writes without a stale key
+// ever being returned.
+package cache
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/ristretto/v2"
+	"github.com/keygate/keygate/auth"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+)
+
+// Defaults for zero Options fields.
+const (
+	DefaultMaxKeys              = 1_000_000
+	DefaultMaxConcurrentLookups = 64
+	DefaultLookupTimeout        = 2 * time.Second
+)
+
+// Options configure a Cache. The zero value is valid: it caches nothing
+// (both TTLs zero) but still makes concurrent lookups of one key share a
+// store query and caps concurrent store queries.
+type Options struct {
+	// MaxKeys caps the number of entries (keys, unknown digests and keys
+	// looked up by id together). Zero means DefaultMaxKeys (1,000,000).
+	MaxKeys int64
+	// PositiveTTL is how long a key found in the store is returned without
+	// asking the store again. Zero means found keys are not reused (but
+	// are still kept for StaleIfError).
+	PositiveTTL time.Duration
+	// NegativeTTL is how long a digest the store did not know is answered
+	// with auth.ErrKeyNotFound without asking again. Zero means unknown
+	// digests are not remembered.
+	NegativeTTL time.Duration
+	// StaleIfError is how long past PositiveTTL a key is still returned
+	// while the store cannot answer. Zero means never: a store error is
+	// returned as soon as PositiveTTL has passed.
+	StaleIfError time.Duration
+	// MaxConcurrentLookups caps store queries in flight at once (one per
+	// distinct key, however many callers wait on it). A miss past the cap
+	// fails at once with auth.ErrStoreUnavailable (or is served stale)
+	// instead of queueing. Zero means DefaultMaxConcurrentLookups (64).
+	MaxConcurrentLookups int
+	// LookupTimeout bounds each store query. The query is detached from
+	// the cancellation of the request that started it, since other
+	// requests may be waiting on it. Zero means DefaultLookupTimeout (2s).
+	LookupTimeout time.Duration
+	// Now is the clock entries are stamped and checked with. Nil means
+	// time.Now.
+	Now func() time.Time
+	// Registerer receives the cache's metrics (keygate_cache_lookups_total,
+	// keygate_cache_entries, keygate_invalidations_total). Nil means the
+	// metrics are kept but not exported.
+	Registerer prometheus.Registerer
+}
+
+// Cache is an auth.KeyStore that caches another one. All methods are safe
+// for concurrent use. Close releases its background goroutines.
+type Cache struct {
+	next          auth.KeyStore
+	rc            *ristretto.Cache[uint64, *entry]
+	now           func() time.Time
+	positiveTTL   time.Duration
+	negativeTTL   time.Duration
+	staleIfError  time.Duration
+	lookupTimeout time.Duration
+	// maxLife is the longest an entry can be returned after the moment
+	// it was stamped with; tombstones older than that protect nothing.
+	maxLife time.Duration
+	seed    maphash.Seed
+
+	// base parents every store query: not a request's context, which may
+	// be done (or, for fasthttp, reused) before the shared query ends.
+	base   context.Context
+	cancel context.CancelFunc
+	sem    chan struct{}
+	flight singleflight.Group
+
+	// epoch counts invalidations; entries carry the value it had when
+	// their lookup started. allEpoch is the epoch of the last
+	// InvalidateAll: entries older than it are never returned.
+	epoch    atomic.Uint64
+	allEpoch atomic.Uint64
+	tombs    [shards]tombShard
+	index    [shards]indexShard
+
+	m metrics
+}
+
+// Compile-time check that a Cache decorates the interface it consumes.
+var _ auth.KeyStore = (*Cache)(nil)
+
+// entry is one cached answer. Entries are never modified after they are
+// handed to ristretto; a new answer is a new entry.
+type entry struct {
+	// key is the answer; nil means the store did not know the digest or id.
+	key *auth.Key
+	// byID tells which of digest or id this entry answers for. Both are
+	// compared on every read, so a colliding ristretto hash is a miss.
+	byID   bool
+	digest [32]byte
+	id     string
+	// epoch is Cache.epoch when the lookup that produced the entry began.
+	epoch uint64
+	// expires ends its use as an answer; staleUntil (>= expires) ends its
+	// use as a fallback while the store is failing.
+	expires    time.Time
+	staleUntil time.Time
+}
+
+// New returns a Cache in front of next.
+func New(next auth.KeyStore, o Options) (*Cache, error) {
+	var errs []error
+	if next == nil {
+		errs = append(errs, errors.New("cache: next KeyStore is nil"))
+	}
+	if o.MaxKeys < 0 {
+		errs = append(errs, fmt.Errorf("cache: MaxKeys %d is negative", o.MaxKeys))
+	}
+	if o.MaxConcurrentLookups < 0 {
+		errs = append(errs, fmt.Errorf("cache: MaxConcurrentLookups %d is negative", o.MaxConcurrentLookups))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"PositiveTTL", o.PositiveTTL},
+		{"NegativeTTL", o.NegativeTTL},
+		{"StaleIfError", o.StaleIfError},
+		{"LookupTimeout", o.LookupTimeout},
+	} {
+		if d.v < 0 {
+			errs = append(errs, fmt.Errorf("cache: %s %v is negative", d.name, d.v))
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if o.MaxKeys == 0 {
+		o.MaxKeys = DefaultMaxKeys
+	}
+	if o.MaxConcurrentLookups == 0 {
+		o.MaxConcurrentLookups = DefaultMaxConcurrentLookups
+	}
+	if o.LookupTimeout == 0 {
+		o.LookupTimeout = DefaultLookupTimeout
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+
+	c := &Cache{
+		next:          next,
+		now:           o.Now,
+		positiveTTL:   o.PositiveTTL,
+		negativeTTL:   o.NegativeTTL,
+		staleIfError:  o.StaleIfError,
+		lookupTimeout: o.LookupTimeout,
+		maxLife:       max(o.PositiveTTL+o.StaleIfError, o.NegativeTTL),
+		seed:          maphash.MakeSeed(),
+		sem:           make(chan struct{}, o.MaxConcurrentLookups),
+	}
+	for i := range c.tombs {
+		c.tombs[i].digests = make(map[[32]byte]tomb)
+		c.tombs[i].ids = make(map[string]tomb)
+		c.index[i].ids = make(map[string][][32]byte)
+	}
+	rc, err := ristretto.NewCache(&ristretto.Config[uint64, *entry]{
+		// Ristretto's advice: ten counters per entry kept.
+		NumCounters: 10 * o.MaxKeys,
+		MaxCost:     o.MaxKeys,
+		BufferItems: 64,
+		// Our keys are already uniform: the first 8 bytes of a SHA-256
+		// digest, or a maphash of an id. Entries hold the full digest or
+		// id and are compared on every read, which is stricter than a
+		// 64-bit conflict hash.
+		KeyToHash:          func(k uint64) (uint64, uint64) { return k, 0 },
+		IgnoreInternalCost: true,
+		OnEvict:            c.unindex,
+		OnReject:           c.unindex,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cache: %w", err)
+	}
+	c.rc = rc
+	m, err := newMetrics(o.Registerer, c.Len)
+	if err != nil {
+		rc.Close()
+		return nil, err
+	}
+	c.m = m
+	c.base, c.cancel = context.WithCancel(context.Background())
+	return c, nil
+}
+
+// Close cancels store queries in flight and stops the cache's background
+// goroutines. After Close every lookup goes to the store.
+func (c *Cache) Close() {
+	c.cancel()
+	c.rc.Close()
+}
+
+// Wait blocks until every write made so far has reached the cache. Tests
+// and Warm use it; the request path never needs to.
+func (c *Cache) Wait() { c.rc.Wait() }
+
+// Len returns the number of entries held, including ones that are expired
+// or invalidated but not yet removed.
+func (c *Cache) Len() int {
+	return int(c.rc.MaxCost() - c.rc.RemainingCost())
+}
+
+func digestHash(d *[32]byte) uint64 { return binary.LittleEndian.Uint64(d[:8]) }
+
+func (c *Cache) idHash(id string) uint64 { return maphash.String(c.seed, id) }
+
+// LookupKey returns the key whose secret has the given SHA-256 digest,
+// from memory when it can. It returns auth.ErrKeyNotFound for a digest the
+// store does not know and an error matching auth.ErrStoreUnavailable when
+// the store cannot answer and no stale key may stand in.
+func (c *Cache) LookupKey(ctx context.Context, digest [32]byte) (*auth.Key, error) {
+	e, ok := c.rc.Get(digestHash(&digest))
+	if ok && (e.byID || e.digest != digest || !c.current(e)) {
+		e = nil
+	}
+	if e != nil && c.now().Before(e.expires) {
+		if e.key == nil {
+			c.m.negativeHit.Inc()
+			return nil, auth.ErrKeyNotFound
+		}
+		c.m.hit.Inc()
+		return e.key, nil
+	}
+	return c.miss(ctx, target{digest: digest}, e)
+}
+
+// LookupKeyID returns the key with the given id (for sessions), cached and
+// invalidated like LookupKey.
+func (c *Cache) LookupKeyID(ctx context.Context, id string) (*auth.Key, error) {
+	e, ok := c.rc.Get(c.idHash(id))
+	if ok && (!e.byID || e.id != id || !c.current(e)) {
+		e = nil
+	}
+	if e != nil && c.now().Before(e.expires) {
+		if e.key == nil {
+			c.m.negativeHit.Inc()
+			return nil, auth.ErrKeyNotFound
+		}
+		c.m.hit.Inc()
+		return e.key, nil
+	}
+	return c.miss(ctx, target{byID: true, id: id}, e)
+}
+
+// fresh returns t's entry if it may answer now, or nil.
+func (c *Cache) fresh(t *target) *entry {
+	e, ok := c.rc.Get(t.hash(c))
+	if !ok || e.byID != t.byID || e.digest != t.digest || e.id != t.id || !c.current(e) {
+		return nil
+	}
+	if !c.now().Before(e.expires) {
+		return nil
+	}
+	return e
+}
+
+// target names what a miss looks up: a digest, or an id when byID.
+type target struct {
+	byID   bool
+	digest [32]byte
+	id     string
+}
+
+func (t *target) hash(c *Cache) uint64 {
+	if t.byID {
+		return c.idHash(t.id)
+	}
+	return digestHash(&t.digest)
+}
+
+// flightKey separates digests from ids and one epoch from the next, so a
+// caller that arrives after an invalidation never shares a query that
+// began before it.
+func (t *target) flightKey(epoch uint64) string {
+	if t.byID {
+		var b [9]byte
+		b[0] = 'i'
+		binary.LittleEndian.PutUint64(b[1:], epoch)
+		return string(b[:]) + t.id
+	}
+	var b [41]byte
+	b[0] = 'd'
+	binary.LittleEndian.PutUint64(b[1:9], epoch)
+	copy(b[9:], t.digest[:])
+	return string(b[:])
+}
+
+// mark is the epoch and time a lookup or warm-up began at. Entries are
+// stamped with it rather than with the time the answer arrived, so an
+// entry from before an invalidation can never outlive that
+// invalidation's tombstone (see tombShard).
+type mark struct {
+	epoch uint64
+	at    time.Time
+}
+
+func (c *Cache) mark() mark {
+	at := c.now() // read before the epoch: see mark
+	return mark{epoch: c.epoch.Load(), at: at}
+}
+
+// miss asks the store, sharing the query with concurrent callers for the
+// same target, and falls back to old (an expired entry, or nil) when the
+// store cannot answer.
+func (c *Cache) miss(ctx context.Context, t target, old *entry) (*auth.Key, error) {
+	mk := c.mark()
+	ch := c.flight.DoChan(t.flightKey(mk.epoch), func() (any, error) {
+		return c.fetch(t, mk)
+	})
+	var key *auth.Key
+	var err error
+	select {
+	case r := <-ch:
+		key, _ = r.Val.(*auth.Key)
+		err = r.Err
+	case <-ctx.Done():
+		// This caller gives up; the query goes on for the others.
+		err = fmt.Errorf("%w: %w", auth.ErrStoreUnavailable, ctx.Err())
+	}
+	// current before now: see tombShard.
+	if err != nil && errors.Is(err, auth.ErrStoreUnavailable) &&
+		old != nil && old.key != nil && c.current(old) && c.now().Before(old.staleUntil) {
+		c.m.staleHit.Inc()
+		return old.key, nil
+	}
+	c.m.miss.Inc()
+	return key, err
+}
+
+// errBusy is returned without asking the store when MaxConcurrentLookups
+// queries are already in flight.
+var errBusy = fmt.Errorf("%w: too many concurrent store lookups", auth.ErrStoreUnavailable)
+
+// fetch runs one store query for t and caches its answer. Every error it
+// returns matches either auth.ErrKeyNotFound or auth.ErrStoreUnavailable.
+func (c *Cache) fetch(t target, mk mark) (key *auth.Key, err error) {
+	// A query that finished between this caller's miss and its joining
+	// the flight has already cached its answer (put waits for that).
+	if e := c.fresh(&t); e != nil {
+		if e.key == nil {
+			return nil, auth.ErrKeyNotFound
+		}
+		return e.key, nil
+	}
+	select {
+	case c.sem <- struct{}{}:
+	default:
+		return nil, errBusy
+	}
+	defer func() { <-c.sem }()
+	defer func() {
+		// A panicking store must not take the process down from a
+		// singleflight goroutine; the callers get a 503 instead.
+		if r := recover(); r != nil {
+			key, err = nil, fmt.Errorf("%w: store panicked: %v", auth.ErrStoreUnavailable, r)
+		}
+	}()
+
+	ctx, cancel := context.WithTimeout(c.base, c.lookupTimeout)
+	defer cancel()
+	if t.byID {
+		key, err = c.next.LookupKeyID(ctx, t.id)
+	} else {
+		key, err = c.next.LookupKey(ctx, t.digest)
+	}
+	switch {
+	case err == nil && key != nil:
+		if c.positiveTTL+c.staleIfError > 0 {
+			c.put(t, key, mk, c.positiveTTL, c.staleIfError)
+		}
+		return key, nil
+	case errors.Is(err, auth.ErrKeyNotFound):
+		if c.negativeTTL > 0 {
+			c.put(t, nil, mk, c.negativeTTL, 0)
+		}
+		return nil, auth.ErrKeyNotFound
+	case err == nil:
+		return nil, fmt.Errorf("%w: store returned no key and no error", auth.ErrStoreUnavailable)
+	case errors.Is(err, auth.ErrStoreUnavailable):
+		return nil, err
+	default:
+		return nil, fmt.Errorf("%w: %w", auth.ErrStoreUnavailable, err)
+	}
+}
+
+// put caches an answer for t unless an invalidation happened since mk.
+// Should one happen right after the check, the entry's epoch makes reads
+// reject it (current), so the check only saves work.
+func (c *Cache) put(t target, key *auth.Key, mk mark, ttl, stale time.Duration) {
+	if c.epoch.Load() != mk.epoch {
+		return
+	}
+	c.set(t, key, mk, ttl, stale)
+	// Let callers that arrive right after this query see its answer
+	// instead of starting another one.
+	c.rc.Wait()
+}
+
+func (c *Cache) set(t target, key *auth.Key, mk mark, ttl, stale time.Duration) bool {
+	e := &entry{
+		key:        key,
+		byID:       t.byID,
+		digest:     t.digest,
+		id:         t.id,
+		epoch:      mk.epoch,
+		expires:    mk.at.Add(ttl),
+		staleUntil: mk.at.Add(ttl + stale),
+	}
+	if key != nil && !t.byID {
+		c.indexAdd(key.ID, t.digest)
+	}
+	// Ristretto's TTL only frees memory (and 0 would mean forever, which
+	// ttl+stale > 0 rules out here); expires and staleUntil decide.
+	return c.rc.SetWithTTL(t.hash(c), e, 1, ttl+stale)
+}
+
+// WarmEntry is one key to preload: the digest of one of its live secrets
+// and the key as LookupKey would return it for that digest.
+type WarmEntry struct {
+	Digest [32]byte
+	Key    *auth.Key
+}
+
+// Epoch marks a moment for Warm: take it before reading the keys from the
+// store, so that an invalidation between that read and Warm is not undone.
+type Epoch struct{ m mark }
+
+// Epoch returns the current invalidation epoch (see Warm).
+func (c *Cache) Epoch() Epoch { return Epoch{c.mark()} }
+
+// Warm preloads keys read from the store since e (CONTRACT §5: a replica
+// loads active keys before it reports ready), as if each had just been
+// looked up at e; keys with Previous false are also cached by id. A key
+// invalidated after e is not returned. Warm returns once the entries are
+// in the cache, and reports how many were accepted (ristretto's admission
+// policy may still turn some away once the cache is full).
+func (c *Cache) Warm(e Epoch, keys []WarmEntry) int {
+	if c.positiveTTL+c.staleIfError <= 0 {
+		return 0
+	}
+	n := 0
+	for _, w := range keys {
+		if w.Key == nil {
+			continue
+		}
+		ok := c.warmSet(target{digest: w.Digest}, w.Key, e.m)
+		if ok && !w.Key.Previous {
+			c.warmSet(target{byID: true, id: w.Key.ID}, w.Key, e.m)
+		}
+		if ok {
+			n++
+		}
+	}
+	c.rc.Wait()
+	return n
+}
+
+// warmSet sets like a lookup would, but waits for ristretto's write buffer
+// to drain rather than letting a bulk load be dropped.
+func (c *Cache) warmSet(t target, key *auth.Key, mk mark) bool {
+	if c.set(t, key, mk, c.positiveTTL, c.staleIfError) {
+		return true
+	}
+	c.rc.Wait()
+	return c.set(t, key, mk, c.positiveTTL, c.staleIfError)
+}

@@ -1,0 +1,93 @@
+package cache
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/auth"
+)
+
+// benchCache returns a cache holding n keys, each looked up once, with
+// their digests.
+func benchCache(b *testing.B, n int) (*Cache, [][32]byte) {
+	st := newFakeStore()
+	c := newTestCache(b, st, Options{
+		MaxKeys:      int64(2 * n),
+		PositiveTTL:  time.Hour,
+		NegativeTTL:  time.Minute,
+		StaleIfError: time.Hour,
+	})
+	ds := make([][32]byte, n)
+	for i := range ds {
+		ds[i] = digestOf(fmt.Sprint("kg_bench_", i))
+		st.add(ds[i], &auth.Key{ID: fmt.Sprint("key_", i), Enabled: true})
+		if _, err := c.LookupKey(context.Background(), ds[i]); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := c.LookupKeyID(context.Background(), fmt.Sprint("key_", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	c.Wait()
+	return c, ds
+}
+
+func BenchmarkLookupHit(b *testing.B) {
+	c, ds := benchCache(b, 1024)
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, err := c.LookupKey(ctx, ds[i%len(ds)]); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkLookupHitAfterInvalidation measures hits on entries older than
+// the last invalidation, which also consult tombstones.
+func BenchmarkLookupHitAfterInvalidation(b *testing.B) {
+	c, ds := benchCache(b, 1024)
+	c.Invalidate("key_unrelated", digestOf("unrelated"))
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, err := c.LookupKey(ctx, ds[i%len(ds)]); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}
+
+func BenchmarkLookupKeyIDHit(b *testing.B) {
+	c, ds := benchCache(b, 1024)
+	ids := make([]string, len(ds))
+	for i := range ids {
+		ids[i] = fmt.Sprint("key_", i)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			if _, err := c.LookupKeyID(ctx, ids[i%len(ids)]); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}
