@@ -101,7 +101,9 @@ func (fakeSessions) Clear() string { return "kgs=; Path=/; Max-Age=0" }
 // denyAll is a RateLimiter that refuses every request.
 type denyAll struct{}
 
-func (denyAll) Allow(*auth.Key, time.Time) (bool, time.Duration) { return false, 1500 * time.Millisecond }
+func (denyAll) Allow(*auth.Key, time.Time) (bool, time.Duration) {
+	return false, 1500 * time.Millisecond
+}
 
 // lockedBuffer collects log output from concurrent handlers.
 type lockedBuffer struct {

@@ -110,6 +110,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		Handler:                       s.Handler,
 		DisableHeaderNamesNormalizing: true,
 		Name:                          "echo",
+		ReadBufferSize:                64 << 10,
 	}
 	s.mu.Lock()
 	s.srv = srv
