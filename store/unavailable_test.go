@@ -131,4 +131,3 @@ func TestUnavailablePassesThrough(t *testing.T) {
 		t.Errorf("OnChange called %d times, want once (failed writes publish nothing)", changes)
 	}
 }
-
