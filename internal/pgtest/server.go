@@ -114,8 +114,17 @@ func startServer() (_ *server, err error) {
 		}
 		return nil
 	}
-	if err := run("initdb", "-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"); err != nil {
-		return nil, err
+	// Byte-order collation, like Go's string comparison; a UTF-8 ctype so
+	// ILIKE and lower() fold non-ASCII letters as production servers do.
+	// Where C.UTF-8 is missing, plain C.
+	initdb := []string{"-D", data, "-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"}
+	if err := run("initdb", append(initdb, "--lc-ctype=C.UTF-8")...); err != nil {
+		if rerr := os.RemoveAll(data); rerr != nil {
+			return nil, fmt.Errorf("pgtest: %w", rerr)
+		}
+		if err2 := run("initdb", initdb...); err2 != nil {
+			return nil, fmt.Errorf("%v\n%v", err, err2)
+		}
 	}
 	conf, err := os.OpenFile(filepath.Join(data, "postgresql.conf"), os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
