@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -100,6 +101,12 @@ type Cache struct {
 	allEpoch atomic.Uint64
 	tombs    [shards]tombShard
 	index    [shards]indexShard
+
+	// life keeps writes away from a closed ristretto cache, whose Set,
+	// Del and Wait panic when they race its Close. Writers (store queries
+	// finishing in the background, invalidations, Warm) hold it shared.
+	life   sync.RWMutex
+	closed bool
 
 	m metrics
 }
@@ -210,16 +217,42 @@ func New(next auth.KeyStore, o Options) (*Cache, error) {
 	return c, nil
 }
 
-// Close cancels store queries in flight and stops the cache's background
-// goroutines. After Close every lookup goes to the store.
+// Close cancels store queries in flight, waits for them to stop writing,
+// and stops the cache's background goroutines. Call it once nothing looks
+// keys up any more (after the servers have stopped): lookups racing Close
+// may panic inside ristretto, and lookups after it fail with
+// auth.ErrStoreUnavailable.
 func (c *Cache) Close() {
 	c.cancel()
-	c.rc.Close()
+	c.life.Lock()
+	closed := c.closed
+	c.closed = true
+	c.life.Unlock()
+	if !closed {
+		c.rc.Close()
+	}
+}
+
+// writing reports whether the cache may be written to, and if so holds it
+// open until the caller calls c.life.RUnlock.
+func (c *Cache) writing() bool {
+	c.life.RLock()
+	if c.closed {
+		c.life.RUnlock()
+		return false
+	}
+	return true
 }
 
 // Wait blocks until every write made so far has reached the cache. Tests
 // and Warm use it; the request path never needs to.
-func (c *Cache) Wait() { c.rc.Wait() }
+func (c *Cache) Wait() {
+	if !c.writing() {
+		return
+	}
+	defer c.life.RUnlock()
+	c.rc.Wait()
+}
 
 // Len returns the number of entries held, including ones that are expired
 // or invalidated but not yet removed.
@@ -358,16 +391,26 @@ func (c *Cache) miss(ctx context.Context, t target, old *entry) (*auth.Key, erro
 // queries are already in flight.
 var errBusy = fmt.Errorf("%w: too many concurrent store lookups", auth.ErrStoreUnavailable)
 
+// errClosed is returned by lookups after Close.
+var errClosed = fmt.Errorf("%w: cache closed", auth.ErrStoreUnavailable)
+
 // fetch runs one store query for t and caches its answer. Every error it
 // returns matches either auth.ErrKeyNotFound or auth.ErrStoreUnavailable.
 func (c *Cache) fetch(t target, mk mark) (key *auth.Key, err error) {
 	// A query that finished between this caller's miss and its joining
 	// the flight has already cached its answer (put waits for that).
-	if e := c.fresh(&t); e != nil {
-		if e.key == nil {
-			return nil, auth.ErrKeyNotFound
+	if c.writing() {
+		e := c.fresh(&t)
+		c.life.RUnlock()
+		if e != nil {
+			if e.key == nil {
+				return nil, auth.ErrKeyNotFound
+			}
+			return e.key, nil
 		}
-		return e.key, nil
+	}
+	if c.base.Err() != nil {
+		return nil, errClosed
 	}
 	select {
 	case c.sem <- struct{}{}:
@@ -414,15 +457,17 @@ func (c *Cache) fetch(t target, mk mark) (key *auth.Key, err error) {
 // Should one happen right after the check, the entry's epoch makes reads
 // reject it (current), so the check only saves work.
 func (c *Cache) put(t target, key *auth.Key, mk mark, ttl, stale time.Duration) {
-	if c.epoch.Load() != mk.epoch {
+	if c.epoch.Load() != mk.epoch || !c.writing() {
 		return
 	}
+	defer c.life.RUnlock()
 	c.set(t, key, mk, ttl, stale)
 	// Let callers that arrive right after this query see its answer
 	// instead of starting another one.
 	c.rc.Wait()
 }
 
+// set writes an entry; the caller holds c.life (writing).
 func (c *Cache) set(t target, key *auth.Key, mk mark, ttl, stale time.Duration) bool {
 	e := &entry{
 		key:        key,
@@ -462,9 +507,10 @@ func (c *Cache) Epoch() Epoch { return Epoch{c.mark()} }
 // in the cache, and reports how many were accepted (ristretto's admission
 // policy may still turn some away once the cache is full).
 func (c *Cache) Warm(e Epoch, keys []WarmEntry) int {
-	if c.positiveTTL+c.staleIfError <= 0 {
+	if c.positiveTTL+c.staleIfError <= 0 || !c.writing() {
 		return 0
 	}
+	defer c.life.RUnlock()
 	n := 0
 	for _, w := range keys {
 		if w.Key == nil {

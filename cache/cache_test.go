@@ -24,6 +24,9 @@ type fakeStore struct {
 	keys map[[32]byte]*auth.Key
 	ids  map[string]*auth.Key
 	err  error
+	// ignoreCtx makes held queries wait for release even when their
+	// context ends, like a store that does not honour deadlines.
+	ignoreCtx bool
 	// entered, when set, receives once per query as it starts.
 	entered chan struct{}
 	// gate, when set, holds every query until it is closed (or the
@@ -65,15 +68,19 @@ func (f *fakeStore) hold() (entered <-chan struct{}, release func()) {
 func (f *fakeStore) wait(ctx context.Context) error {
 	f.calls.Add(1)
 	f.mu.Lock()
-	entered, gate := f.entered, f.gate
+	entered, gate, ignoreCtx := f.entered, f.gate, f.ignoreCtx
 	f.mu.Unlock()
+	done := ctx.Done()
+	if ignoreCtx {
+		done = nil
+	}
 	if entered != nil {
 		entered <- struct{}{}
 	}
 	if gate != nil {
 		select {
 		case <-gate:
-		case <-ctx.Done():
+		case <-done:
 			return fmt.Errorf("%w: %w", auth.ErrStoreUnavailable, ctx.Err())
 		}
 	}
@@ -933,4 +940,68 @@ func TestInvalidationIsLinearizable(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+func TestFlightKeySeparatesEpochsAndKinds(t *testing.T) {
+	d := digestOf("k")
+	keys := map[string]string{}
+	for _, tt := range []struct {
+		name string
+		t    target
+		ep   uint64
+	}{
+		{"digest at 1", target{digest: d}, 1},
+		{"digest at 2", target{digest: d}, 2},
+		{"other digest at 1", target{digest: digestOf("other")}, 1},
+		{"id at 1", target{byID: true, id: "key_1"}, 1},
+		{"id at 2", target{byID: true, id: "key_1"}, 2},
+		{"other id at 1", target{byID: true, id: "key_2"}, 1},
+	} {
+		k := tt.t.flightKey(tt.ep)
+		if other, ok := keys[k]; ok {
+			t.Errorf("%s and %s share flight key %q", tt.name, other, k)
+		}
+		keys[k] = tt.name
+	}
+}
+
+func TestClose(t *testing.T) {
+	st := newFakeStore()
+	d := digestOf("k")
+	k := testKey("key_1", "one")
+	st.add(d, k)
+	c, err := New(st, defaultOpts(newFakeClock()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.mu.Lock()
+	st.ignoreCtx = true
+	st.mu.Unlock()
+	entered, release := st.hold()
+	done := make(chan error, 1)
+	go func() {
+		got, err := c.LookupKey(context.Background(), d)
+		if err == nil && got != k {
+			err = fmt.Errorf("got %v, want %v", got, k)
+		}
+		done <- err
+	}()
+	<-entered
+	c.Close()
+	// The query in flight finishes after Close: its answer reaches its
+	// caller and its write is skipped.
+	release()
+	if err := <-done; err != nil {
+		t.Errorf("lookup in flight across Close: %v", err)
+	}
+	before := st.calls.Load()
+	if _, err := c.LookupKey(context.Background(), d); !errors.Is(err, auth.ErrStoreUnavailable) {
+		t.Errorf("LookupKey after Close: err = %v, want ErrStoreUnavailable", err)
+	}
+	if n := st.calls.Load() - before; n != 0 {
+		t.Errorf("store queries after Close = %d, want 0", n)
+	}
+	c.Invalidate("key_1", d)
+	c.Wait()
+	c.Close()
 }

@@ -130,9 +130,14 @@ func (c *Cache) InvalidateFrom(src Source, keyID string, digests ...[32]byte) {
 		s.mu.Unlock()
 	}
 
-	// The tombstones above decide; deleting only frees memory. No lock
-	// is held here: ristretto's Del may wait for its goroutine, which
-	// calls unindex.
+	// The tombstones above decide; deleting only frees memory. No shard
+	// lock is held here: ristretto's Del may wait for its goroutine,
+	// which calls unindex.
+	c.m.invalidation(src).Inc()
+	if !c.writing() {
+		return
+	}
+	defer c.life.RUnlock()
 	if keyID != "" {
 		c.rc.Del(c.idHash(keyID))
 		for _, d := range c.indexTake(keyID) {
@@ -142,7 +147,6 @@ func (c *Cache) InvalidateFrom(src Source, keyID string, digests ...[32]byte) {
 	for i := range digests {
 		c.rc.Del(digestHash(&digests[i]))
 	}
-	c.m.invalidation(src).Inc()
 }
 
 // InvalidateAll drops every entry, counting it as SourceLocal.
