@@ -2,7 +2,10 @@
 
 package auth
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // The race detector adds allocations of its own, so these run without it
 // (as fasthttp's allocation_test.go does).
@@ -18,5 +21,35 @@ func TestParseAndHashAllocs(t *testing.T) {
 	_ = sink
 	if allocs != 0 {
 		t.Errorf("ValidSecret+Digest: %v allocs per run, want 0", allocs)
+	}
+}
+
+func TestSessionVerifyAllocs(t *testing.T) {
+	s := mustSigner(t, secretA, secretB)
+	v := mustCookie(t, s, "key_01JDXYZABCDEFGHJKMNPQRSTV", 1, t0, t0.Add(time.Hour))
+	old := mustCookie(t, mustSigner(t, secretB), "key_01JDXYZABCDEFGHJKMNPQRSTV", 1, t0, t0.Add(time.Hour))
+	buf := make([]byte, 0, MaxSessionKeyIDLen)
+	out := make([]byte, 0, MaxSessionCookieLen)
+	for _, tt := range []struct {
+		name string
+		want float64
+		f    func() error
+	}{
+		{"VerifyAppend", 0, func() error { _, _, err := s.VerifyAppend(buf, v, t0); return err }},
+		{"VerifyAppend old secret", 0, func() error { _, _, err := s.VerifyAppend(buf, old, t0); return err }},
+		{"Verify", 1, func() error { _, err := s.Verify(v, t0); return err }},
+		{"AppendCookieValue", 0, func() error {
+			_, err := s.AppendCookieValue(out, "key_1", 1, t0, t0.Add(time.Hour))
+			return err
+		}},
+	} {
+		var err error
+		allocs := testing.AllocsPerRun(100, func() { err = tt.f() })
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if allocs != tt.want {
+			t.Errorf("%s: %v allocs per run, want %v", tt.name, allocs, tt.want)
+		}
 	}
 }
