@@ -2,6 +2,7 @@ package cache
 
 import (
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dgraph-io/ristretto/v2"
@@ -45,6 +46,10 @@ type tomb struct {
 // dead by tomb.at + maxLife. Readers check tombstones before reading the
 // clock, so a reader that finds one pruned also reads a clock past that.
 type tombShard struct {
+	// latest is the highest epoch ever recorded here: entries at or past
+	// it skip the lock, so an invalidation slows hits only on its own
+	// shards, not on every entry older than it.
+	latest    atomic.Uint64
 	mu        sync.RWMutex
 	digests   map[[32]byte]tomb
 	ids       map[string]tomb
@@ -81,6 +86,9 @@ func (c *Cache) current(e *entry) bool {
 
 func (c *Cache) revokedID(id string, epoch uint64) bool {
 	s := &c.tombs[c.idShard(id)]
+	if epoch >= s.latest.Load() {
+		return false
+	}
 	s.mu.RLock()
 	t, ok := s.ids[id]
 	s.mu.RUnlock()
@@ -89,6 +97,9 @@ func (c *Cache) revokedID(id string, epoch uint64) bool {
 
 func (c *Cache) revokedDigest(d *[32]byte, epoch uint64) bool {
 	s := &c.tombs[digestShard(d)]
+	if epoch >= s.latest.Load() {
+		return false
+	}
 	s.mu.RLock()
 	t, ok := s.digests[*d]
 	s.mu.RUnlock()
@@ -116,6 +127,9 @@ func (c *Cache) InvalidateFrom(src Source, keyID string, digests ...[32]byte) {
 		if old, ok := s.ids[keyID]; !ok || old.epoch < n {
 			s.ids[keyID] = t
 		}
+		if s.latest.Load() < n {
+			s.latest.Store(n)
+		}
 		c.pruneLocked(s, t.at)
 		s.mu.Unlock()
 	}
@@ -125,6 +139,9 @@ func (c *Cache) InvalidateFrom(src Source, keyID string, digests ...[32]byte) {
 		s.mu.Lock()
 		if old, ok := s.digests[*d]; !ok || old.epoch < n {
 			s.digests[*d] = t
+		}
+		if s.latest.Load() < n {
+			s.latest.Store(n)
 		}
 		c.pruneLocked(s, t.at)
 		s.mu.Unlock()
