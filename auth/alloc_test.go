@@ -53,3 +53,18 @@ func TestSessionVerifyAllocs(t *testing.T) {
 		}
 	}
 }
+
+func TestLimiterAllowAllocs(t *testing.T) {
+	l := NewLimiter(1000, time.Minute)
+	rl := RateLimit{RPS: 10, Burst: 2}
+	l.Allow("key_a", rl, t0) // the one allocation: adding the bucket
+	now := t0
+	allocs := testing.AllocsPerRun(100, func() {
+		// Both outcomes: allowed while tokens last, then refused.
+		now = now.Add(time.Millisecond)
+		l.Allow("key_a", rl, now)
+	})
+	if allocs != 0 {
+		t.Errorf("Limiter.Allow on an existing bucket: %v allocs per run, want 0", allocs)
+	}
+}
