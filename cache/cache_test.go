@@ -13,6 +13,7 @@ import (
 
 	"github.com/keygate/keygate/auth"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 )
 
 // fakeStore is an auth.KeyStore in memory that counts its queries and can
@@ -1004,4 +1005,38 @@ func TestClose(t *testing.T) {
 	c.Invalidate("key_1", d)
 	c.Wait()
 	c.Close()
+}
+
+// TestMetricsLint runs promlint over everything the cache registers (the
+// series client_golang's testutil.CollectAndLint would check).
+func TestMetricsLint(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	o := defaultOpts(newFakeClock())
+	o.Registerer = reg
+	newTestCache(t, newFakeStore(), o)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	want := map[string]bool{
+		"keygate_cache_lookups_total": true,
+		"keygate_cache_entries":       true,
+		"keygate_invalidations_total": true,
+	}
+	for _, mf := range mfs {
+		if !want[mf.GetName()] {
+			t.Errorf("unexpected metric %s", mf.GetName())
+		}
+		delete(want, mf.GetName())
+	}
+	for name := range want {
+		t.Errorf("metric %s not registered", name)
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		t.Fatalf("Lint: %v", err)
+	}
+	for _, p := range problems {
+		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
+	}
 }

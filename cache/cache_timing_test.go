@@ -52,7 +52,8 @@ func BenchmarkLookupHit(b *testing.B) {
 }
 
 // BenchmarkLookupHitAfterInvalidation measures hits on entries older than
-// the last invalidation, which also consult tombstones.
+// an invalidation of another key: they check the epoch of their tombstone
+// shards, and the few on the invalidated shards take the shard's lock.
 func BenchmarkLookupHitAfterInvalidation(b *testing.B) {
 	c, ds := benchCache(b, 1024)
 	c.Invalidate("key_unrelated", digestOf("unrelated"))
