@@ -243,6 +243,15 @@ func TestE2EKeyLifecycle(t *testing.T) {
 				t.Errorf("%s after delete: %d", p, r.status)
 			}
 		}
+		logs := a.srv.Logs()
+		for _, want := range []string{`"msg":"admin request"`, `"op":"keys.create"`, `"status":201`, `"actor":"` + a.srv.AdminID + `"`, `"op":"keys.delete"`} {
+			if !strings.Contains(logs, want) {
+				t.Errorf("request log lacks %s", want)
+			}
+		}
+		if strings.Contains(logs, "ip_allowlist") || strings.Contains(logs, "billing") {
+			t.Error("the request log holds a request or response body")
+		}
 		a.noSecretLeaks()
 	})
 }
