@@ -102,7 +102,9 @@ func (k *Key) AllowsRoute(route string) bool {
 
 // AllowsIP reports whether addr is inside the allowlist. An invalid addr
 // (an unparsable client IP) is refused whenever there is an allowlist, so a
-// bad X-Forwarded-For chain fails closed.
+// bad X-Forwarded-For chain fails closed. An IPv4-mapped IPv6 addr is
+// matched as IPv4, and an IPv6 zone is ignored (netip.Prefix.Contains
+// would otherwise never match a zoned address).
 func (k *Key) AllowsIP(addr netip.Addr) bool {
 	if len(k.IPAllowlist) == 0 {
 		return true
@@ -110,7 +112,7 @@ func (k *Key) AllowsIP(addr netip.Addr) bool {
 	if !addr.IsValid() {
 		return false
 	}
-	addr = addr.Unmap()
+	addr = addr.Unmap().WithZone("")
 	for _, p := range k.IPAllowlist {
 		if p.Contains(addr) {
 			return true
