@@ -252,12 +252,18 @@ func (f *fixture) raw(req string) response {
 		f.t.Fatal(err)
 	}
 	br := bufio.NewReader(c)
-	return readResponse(f.t, br, c)
+	method, _, _ := strings.Cut(req, " ")
+	return readResponseTo(f.t, br, method)
 }
 
-func readResponse(t *testing.T, br *bufio.Reader, c net.Conn) response {
+func readResponse(t *testing.T, br *bufio.Reader, _ net.Conn) response {
 	t.Helper()
-	resp, err := http.ReadResponse(br, nil)
+	return readResponseTo(t, br, "GET")
+}
+
+func readResponseTo(t *testing.T, br *bufio.Reader, method string) response {
+	t.Helper()
+	resp, err := http.ReadResponse(br, &http.Request{Method: method})
 	if err != nil {
 		t.Fatalf("reading response: %v", err)
 	}

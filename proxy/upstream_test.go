@@ -1,0 +1,149 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/auth"
+	"github.com/valyala/fasthttp"
+)
+
+func serveUpstream(t *testing.T, h fasthttp.RequestHandler) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &fasthttp.Server{Handler: h}
+	go srv.Serve(ln) //nolint:errcheck
+	t.Cleanup(func() { srv.Shutdown() })
+	return "http://" + ln.Addr().String()
+}
+
+// TestResponseHopByHop: the upstream's hop-by-hop headers, and those it
+// names in Connection, do not reach the client, and an upstream
+// "Connection: close" does not close the client's connection.
+func TestResponseHopByHop(t *testing.T) {
+	up := serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
+		h := &ctx.Response.Header
+		h.Set("Connection", "X-Internal")
+		h.Set("X-Internal", "secret")
+		h.Set("Keep-Alive", "timeout=1")
+		h.Set("Proxy-Authenticate", "Basic")
+		h.Set("Upgrade", "h2c")
+		h.Set("X-Public", "yes")
+		ctx.SetBodyString("hi")
+	})
+	f := newFixture(t, func(_ *fixture, o *Options) {
+		o.Routes = []Route{{Name: "r", Targets: []string{up}, Auth: AuthNone}}
+	})
+	for _, method := range []string{"GET", "HEAD"} {
+		r := f.raw(method + " /x HTTP/1.1\r\nHost: a\r\n\r\n")
+		if r.status != 200 || r.header.Get("X-Public") != "yes" {
+			t.Fatalf("%s: %d %v", method, r.status, r.header)
+		}
+		for _, h := range []string{"X-Internal", "Keep-Alive", "Proxy-Authenticate", "Upgrade"} {
+			if v := r.header.Get(h); v != "" {
+				t.Errorf("%s: response header %s: %q forwarded", method, h, v)
+			}
+		}
+		if r.closed {
+			t.Errorf("%s: client connection closed", method)
+		}
+		if r.header.Get("X-Request-Id") == "" {
+			t.Errorf("%s: no X-Request-Id on the response", method)
+		}
+	}
+}
+
+// TestUpstreamReset: an upstream that drops the connection is 502
+// upstream_unavailable.
+func TestUpstreamReset(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			buf := make([]byte, 4096)
+			c.Read(buf)
+			if tc, ok := c.(*net.TCPConn); ok {
+				tc.SetLinger(0) // RST
+			}
+			c.Close()
+		}
+	}()
+	f := newFixture(t, func(_ *fixture, o *Options) {
+		o.Routes = []Route{{Name: "r", Targets: []string{"http://" + ln.Addr().String()}, Auth: AuthNone}}
+	})
+	r := f.raw("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
+	if code, _ := r.denial(t); r.status != 502 || code != "upstream_unavailable" {
+		t.Errorf("reset upstream: %d %s, want 502 upstream_unavailable", r.status, code)
+	}
+}
+
+// TestShutdownDrains: a request in flight when Shutdown starts still gets
+// its upstream response.
+func TestShutdownDrains(t *testing.T) {
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	up := serveUpstream(t, func(ctx *fasthttp.RequestCtx) {
+		started <- struct{}{}
+		<-release
+		ctx.SetBodyString("done")
+	})
+	keys := newMapKeys()
+	s, err := New(Options{Keys: keys, Routes: []Route{{Name: "r", Targets: []string{up}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := keys.add(t, &auth.Key{ID: "key_sd", User: "u", Enabled: true})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+
+	c := &fasthttp.HostClient{Addr: ln.Addr().String()}
+	type result struct {
+		status int
+		body   string
+		err    error
+	}
+	got := make(chan result, 1)
+	go func() {
+		req, resp := &fasthttp.Request{}, &fasthttp.Response{}
+		req.SetRequestURI("http://" + ln.Addr().String() + "/x")
+		req.Header.Set("X-API-Key", key)
+		err := c.Do(req, resp)
+		got <- result{resp.StatusCode(), string(resp.Body()), err}
+	}()
+	<-started
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(context.Background()) }()
+	// Shutdown must wait for the request; give it a moment to not wait.
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned (%v) with a request in flight", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	r := <-got
+	if r.err != nil || r.status != 200 || r.body != "done" {
+		t.Errorf("in-flight request: %d %q %v", r.status, r.body, r.err)
+	}
+	if err := <-shut; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+}
