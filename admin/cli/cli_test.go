@@ -145,7 +145,7 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, f *fixture)) {
 func TestCLICreateShowUpdate(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, f *fixture) {
 		r := f.ok("create", "--name", "billing", "--user", "alice", "--description", "for billing",
-			"--application", "shop", "--tenant", "acme", "--tag", "prod", "--tag", "eu", "--scope", "default",
+			"--application", "shop", "--tenant", "acme", "--tag", "prod", "--tag", "eu,x", "--scope", "default",
 			"--allow-ip", "10.0.0.0/8", "--allow-ip", "2001:db8::/32", "--expires-in", "30d", "--rate-limit", "10:20",
 			"--metadata", "team=a")
 		m := idRE.FindStringSubmatch(r.stdout)
@@ -162,7 +162,7 @@ func TestCLICreateShowUpdate(t *testing.T) {
 		}
 		k := f.get(id)
 		if k.Name != "billing" || k.User != "alice" || k.Description != "for billing" || k.Application != "shop" ||
-			k.Tenant != "acme" || strings.Join(k.Tags, ",") != "prod,eu" || strings.Join(k.Scopes, ",") != "default" ||
+			k.Tenant != "acme" || strings.Join(k.Tags, ",") != "prod,eu,x" || strings.Join(k.Scopes, ",") != "default" ||
 			len(k.IPAllowlist) != 2 || k.RateLimit == nil || k.RateLimit.RPS != 10 || k.RateLimit.Burst != 20 ||
 			k.Metadata["team"] != "a" || k.ExpiresAt == nil || !k.ExpiresAt.Equal(f.srv.Clock.Now().Add(30*24*time.Hour)) {
 			t.Errorf("created key = %+v", k)
@@ -188,7 +188,7 @@ func TestCLICreateShowUpdate(t *testing.T) {
 		// Only the flags given are sent: tags survive a rename.
 		f.ok("update", id, "--name", "billing-2", "--no-expiry")
 		k = f.get(id)
-		if k.Name != "billing-2" || k.ExpiresAt != nil || strings.Join(k.Tags, ",") != "prod,eu" || k.RateLimit == nil {
+		if k.Name != "billing-2" || k.ExpiresAt != nil || strings.Join(k.Tags, ",") != "prod,eu,x" || k.RateLimit == nil {
 			t.Errorf("after update --name --no-expiry: %+v", k)
 		}
 		f.ok("update", id, "--tag", "", "--no-rate-limit", "--expires-at", "2099-01-02T03:04:05Z")
@@ -495,5 +495,14 @@ func TestProgressOnlyOnTerminal(t *testing.T) {
 	}
 	if !strings.Contains(errb.String(), "importing") || !strings.Contains(out.String(), "line 1: imported") {
 		t.Errorf("with progress: stdout %q stderr %q", out.String(), errb.String())
+	}
+	out.Reset()
+	errb.Reset()
+	kctx, _ = p.Parse([]string{"keys", "--admin-url", f.srv.URL, "purge-expired", "--dry-run"})
+	if err := kctx.Run(env); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(errb.String(), "purging expired keys") || !strings.Contains(out.String(), "would delete 0") {
+		t.Errorf("purge with progress: stdout %q stderr %q", out.String(), errb.String())
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -23,9 +24,9 @@ type keyFields struct {
 	Description string            `help:"Free text."`
 	Application string            `help:"Application the key belongs to."`
 	Tenant      string            `help:"Tenant."`
-	Tag         []string          `help:"Tag (repeatable)."`
-	Scope       []string          `help:"Route name the key may use (repeatable; keygate:admin makes an admin key)."`
-	AllowIP     []string          `name:"allow-ip" help:"IP or CIDR the key may be used from (repeatable)."`
+	Tag         []string          `help:"Tag (repeatable, or comma-separated)."`
+	Scope       []string          `help:"Route name the key may use (repeatable, or comma-separated; keygate:admin makes an admin key)."`
+	AllowIP     []string          `name:"allow-ip" help:"IP or CIDR the key may be used from (repeatable, or comma-separated)."`
 	ClientName  string            `name:"client-name" help:"Free-text client name."`
 	Notes       string            `help:"Free-text notes."`
 	Metadata    map[string]string `help:"Metadata KEY=VALUE (repeatable)."`
@@ -408,30 +409,9 @@ func (c *PurgeExpiredCmd) Run(s *Session) error {
 			return usageError("--expired-for: %v", err)
 		}
 	}
-	var bar *progressbar.ProgressBar
-	if s.progress() {
-		bar = progressbar.NewOptions(-1, progressbar.OptionSetWriter(s.Stderr),
-			progressbar.OptionSetDescription("purging expired keys"), progressbar.OptionClearOnFinish(),
-			progressbar.OptionSpinnerType(14))
-		done := make(chan struct{})
-		defer close(done)
-		go func() {
-			t := time.NewTicker(100 * time.Millisecond)
-			defer t.Stop()
-			for {
-				select {
-				case <-done:
-					return
-				case <-t.C:
-					_ = bar.Add(1)
-				}
-			}
-		}()
-	}
+	stop := spin(s, "purging expired keys")
 	res, raw, err := s.Client.PurgeExpired(s.Ctx, c.ExpiredFor, c.DryRun)
-	if bar != nil {
-		_ = bar.Finish()
-	}
+	stop()
 	if err != nil {
 		return classify("purge-expired", err)
 	}
@@ -444,6 +424,39 @@ func (c *PurgeExpiredCmd) Run(s *Session) error {
 		fmt.Fprintf(s.Stdout, "deleted %d expired keys\n", res.Deleted)
 	}
 	return nil
+}
+
+// spin draws a spinner on stderr while a single long request runs, when
+// stderr is a terminal; the returned func stops and clears it.
+func spin(s *Session, what string) (stop func()) {
+	if !s.progress() {
+		return func() {}
+	}
+	bar := progressbar.NewOptions(-1, progressbar.OptionSetWriter(s.Stderr),
+		progressbar.OptionSetDescription(what), progressbar.OptionClearOnFinish(),
+		progressbar.OptionSpinnerType(14))
+	_ = bar.RenderBlank()
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = bar.Add(1)
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		wg.Wait()
+		_ = bar.Finish()
+	}
 }
 
 // RevokeSessionsCmd is `keygate keys revoke-sessions`.
