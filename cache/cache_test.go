@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,9 @@ type fakeStore struct {
 	// ignoreCtx makes held queries wait for release even when their
 	// context ends, like a store that does not honour deadlines.
 	ignoreCtx bool
+	// yield makes a query pause between reading and answering, widening
+	// the window in which an answer can become stale in flight.
+	yield bool
 	// entered, when set, receives once per query as it starts.
 	entered chan struct{}
 	// gate, when set, holds every query until it is closed (or the
@@ -95,11 +99,10 @@ func (f *fakeStore) LookupKey(ctx context.Context, d [32]byte) (*auth.Key, error
 		return nil, err
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if k, ok := f.keys[d]; ok {
-		return k, nil
-	}
-	return nil, auth.ErrKeyNotFound
+	k, ok := f.keys[d]
+	yield := f.yield
+	f.mu.Unlock()
+	return f.answer(k, ok, yield)
 }
 
 func (f *fakeStore) LookupKeyID(ctx context.Context, id string) (*auth.Key, error) {
@@ -107,11 +110,20 @@ func (f *fakeStore) LookupKeyID(ctx context.Context, id string) (*auth.Key, erro
 		return nil, err
 	}
 	f.mu.Lock()
-	defer f.mu.Unlock()
-	if k, ok := f.ids[id]; ok {
-		return k, nil
+	k, ok := f.ids[id]
+	yield := f.yield
+	f.mu.Unlock()
+	return f.answer(k, ok, yield)
+}
+
+func (f *fakeStore) answer(k *auth.Key, ok, yield bool) (*auth.Key, error) {
+	if yield {
+		runtime.Gosched()
 	}
-	return nil, auth.ErrKeyNotFound
+	if !ok {
+		return nil, auth.ErrKeyNotFound
+	}
+	return k, nil
 }
 
 // fakeClock is a clock tests move by hand.
@@ -873,11 +885,12 @@ func TestInvalidationIsLinearizable(t *testing.T) {
 	st := newFakeStore()
 	d := digestOf("k")
 	st.add(d, testKey("key_1", "0"))
+	st.yield = true
 	o := defaultOpts(clk)
 	o.MaxConcurrentLookups = 1000
 	c := newTestCache(t, st, o)
 
-	const versions = 300
+	const versions = 3000
 	var committed atomic.Int64 // highest version whose Invalidate returned
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
