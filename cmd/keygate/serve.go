@@ -1,0 +1,390 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/cache"
+	"github.com/keygate/keygate/config"
+	"github.com/keygate/keygate/proxy"
+	"github.com/keygate/keygate/store"
+)
+
+// ServeCmd runs the proxy and admin listeners.
+type ServeCmd struct {
+	ConfigFlag
+	Upstream string `name:"upstream" placeholder:"URL" help:"Upstream URL of the first route (the catch-all route when there is no config file); replaces its targets."`
+}
+
+// Run serves until the context ends (SIGINT/SIGTERM), then drains.
+func (c *ServeCmd) Run(g *Globals) error {
+	getenv := g.Getenv
+	if c.Upstream != "" {
+		// Through the environment layer, so the URL is validated like any
+		// other value: routes[0].upstream.targets.
+		getenv = overlayEnv(getenv, config.EnvName("routes[0].upstream.targets"), c.Upstream)
+	}
+	cfg, err := config.Load(c.Config, getenv)
+	if err != nil {
+		return configError(err)
+	}
+	log := newLogger(cfg.Log, g.Stderr)
+	s, err := newServer(g.Ctx, cfg, log, getenv, g.Stderr)
+	if err != nil {
+		return err
+	}
+	return s.run(g.Ctx)
+}
+
+// server is one running keygate: store, cache, key service, proxy, admin.
+type server struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	reg    *prometheus.Registry
+	raw    store.Backend // as opened (closed at the end)
+	store  store.Backend // instrumented
+	cache  *cache.Cache
+	svc    *store.Service
+	proxy  *proxy.Server
+	admin  *http.Server
+	usage  *store.UsageRecorder
+	warmed atomic.Bool
+}
+
+func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv func(string) string, stderr io.Writer) (_ *server, err error) {
+	s := &server{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	s.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Namespace: "keygate", Name: "build_info",
+		Help: "Always 1; the labels identify the build.",
+	}, []string{"version", "goversion"})
+	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
+	s.reg.MustRegister(buildInfo)
+
+	s.raw, err = openBackend(ctx, cfg, log.With("component", "store"), cfg.Store.AutoMigrate)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.raw.Close()
+		}
+	}()
+	if s.store, err = store.Instrument(s.raw, s.reg); err != nil {
+		return nil, err
+	}
+	s.cache, err = cache.New(store.NewKeySource(s.store), cache.Options{
+		MaxKeys:       int64(cfg.Cache.MaxKeys),
+		PositiveTTL:   cfg.Cache.PositiveTTL.Std(),
+		NegativeTTL:   cfg.Cache.NegativeTTL.Std(),
+		StaleIfError:  cfg.Cache.StaleIfError.Std(),
+		LookupTimeout: cfg.Store.QueryTimeout.Std(),
+		Registerer:    s.reg,
+	})
+	if err != nil {
+		return nil, err
+	}
+	sopts, err := serviceOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	sopts.OnChange = func(ch store.Change) {
+		s.cache.InvalidateFrom(cache.SourceLocal, ch.KeyID, ch.Digests...)
+	}
+	s.svc = store.NewService(s.store, sopts)
+
+	if err := s.bootstrapAdmin(ctx, getenv, stderr); err != nil {
+		return nil, err
+	}
+	s.usage = store.NewUsageRecorder(s.store, store.UsageOptions{Logger: log.With("component", "usage")})
+	popts, err := s.proxyOptions(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if s.proxy, err = proxy.New(popts); err != nil {
+		return nil, err
+	}
+	s.admin = &http.Server{
+		Addr: cfg.Admin.Listen,
+		Handler: admin.New(admin.Options{
+			Service:           s.svc,
+			Keys:              s.cache,
+			KeyPrefix:         cfg.Auth.KeyPrefix,
+			AcceptForeignKeys: cfg.Auth.AcceptForeignKeys,
+			Sources:           adminSources(cfg.Auth.Sources),
+			Registerer:        s.reg,
+			Gatherer:          s.reg,
+			Ready:             s.ready,
+			Logger:            log,
+			Timeout:           30 * time.Second,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+// bootstrapAdmin creates the first admin key when the store has none
+// (CONTRACT §1): imported from KEYGATE_BOOTSTRAP_ADMIN_KEY when set, else
+// generated and printed once on stderr. Several replicas starting at once
+// may race here; Bootstrap refuses the losers with ErrAdminExists.
+func (s *server) bootstrapAdmin(ctx context.Context, getenv func(string) string, stderr io.Writer) error {
+	exists, err := s.svc.AdminKeyExists(ctx)
+	if err != nil {
+		return fmt.Errorf("look for an admin key: %w", err)
+	}
+	if exists {
+		return nil
+	}
+	seed := getenv("KEYGATE_BOOTSTRAP_ADMIN_KEY")
+	created, err := s.svc.Bootstrap(ctx, seed, false)
+	if errors.Is(err, store.ErrAdminExists) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("bootstrap admin key: %w", err)
+	}
+	if seed != "" {
+		s.log.Info("imported the bootstrap admin key from KEYGATE_BOOTSTRAP_ADMIN_KEY", "key_id", created.Key.ID, "hint", created.Key.Hint)
+		return nil
+	}
+	fmt.Fprintf(stderr, "\nkeygate: created the first admin key %s. Its secret is shown once, here:\n\n    %s\n\n", created.Key.ID, created.Secret)
+	return nil
+}
+
+func (s *server) proxyOptions(ctx context.Context) (proxy.Options, error) {
+	cfg := s.cfg
+	o := proxy.Options{
+		Keys:              s.cache,
+		KeyPrefix:         cfg.Auth.KeyPrefix,
+		AcceptForeignKeys: cfg.Auth.AcceptForeignKeys,
+		StripCredentials:  cfg.Auth.StripCredentials,
+		IdentityPrefix:    cfg.Proxy.IdentityHeaderPrefix,
+		TrustedProxies:    cfg.TrustedProxyPrefixes(),
+		ProxyProtocol:     cfg.Proxy.ProxyProtocol,
+		CertFile:          cfg.Proxy.TLS.CertFile,
+		KeyFile:           cfg.Proxy.TLS.KeyFile,
+		MaxRequestBody:    int(cfg.Proxy.MaxRequestBody),
+		MaxHeaderBytes:    int(cfg.Proxy.MaxHeaderBytes),
+		ReadTimeout:       cfg.Proxy.ReadTimeout.Std(),
+		WriteTimeout:      cfg.Proxy.WriteTimeout.Std(),
+		IdleTimeout:       cfg.Proxy.IdleTimeout.Std(),
+		Registerer:        s.reg,
+		Logger:            s.log.With("component", "proxy"),
+		AccessLog:         cfg.Log.AccessLog,
+		OnAuthenticated:   s.usage.Record,
+		SessionParam:      cfg.Sessions.RequestParam,
+	}
+	for _, src := range cfg.Auth.Sources {
+		o.Sources = append(o.Sources, proxy.Source{Header: src.Header, Scheme: src.Scheme, Query: src.Query})
+	}
+	for _, r := range cfg.Routes {
+		o.Routes = append(o.Routes, proxy.Route{
+			Name:              r.Name,
+			Host:              r.Match.Host,
+			PathPrefix:        r.Match.PathPrefix,
+			Methods:           r.Match.Methods,
+			Targets:           r.Upstream.Targets,
+			Timeout:           r.Upstream.Timeout.Std(),
+			MaxConnsPerTarget: r.Upstream.MaxConnsPerTarget,
+			Auth:              string(r.Auth),
+			StripPrefix:       r.StripPrefix,
+		})
+	}
+	return o, nil
+}
+
+func adminSources(srcs []config.Source) []admin.Source {
+	out := make([]admin.Source, 0, len(srcs))
+	for _, src := range srcs {
+		out = append(out, admin.Source{Header: src.Header, Scheme: src.Scheme, Query: src.Query})
+	}
+	return out
+}
+
+// run starts everything, reports ready once the cache is warm, and on
+// ctx's end drains both listeners within shutdown_timeout.
+func (s *server) run(ctx context.Context) error {
+	defer s.raw.Close()
+	defer s.cache.Close()
+
+	proxyLn, err := net.Listen("tcp", s.cfg.Proxy.Listen)
+	if err != nil {
+		return fmt.Errorf("proxy.listen: %w", err)
+	}
+	adminLn, err := net.Listen("tcp", s.cfg.Admin.Listen)
+	if err != nil {
+		proxyLn.Close()
+		return fmt.Errorf("admin.listen: %w", err)
+	}
+
+	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
+	var wg sync.WaitGroup
+	defer func() { stopBG(); wg.Wait() }()
+	if s.cfg.Store.Driver == config.DriverPostgres {
+		// Other replicas' changes. The embedded store has one process, and
+		// its own changes are invalidated by OnChange already.
+		wg.Add(1)
+		go func() { defer wg.Done(); s.watch(bg) }()
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); s.usage.Run(bg) }()
+
+	errc := make(chan error, 2)
+	go func() { errc <- s.proxy.Serve(proxyLn) }()
+	go func() {
+		if err := s.admin.Serve(adminLn); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	s.log.Info("keygate serving", "proxy", proxyLn.Addr().String(), "admin", adminLn.Addr().String(),
+		"store", s.cfg.Store.Driver, "version", version)
+
+	wg.Add(1)
+	go func() { defer wg.Done(); s.warm(bg) }()
+
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		s.log.Error("listener failed", "err", err)
+		s.shutdown()
+		return err
+	}
+	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout.Std().String())
+	return s.shutdown()
+}
+
+func (s *server) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout.Std())
+	defer cancel()
+	var wg sync.WaitGroup
+	var perr, aerr error
+	wg.Add(2)
+	go func() { defer wg.Done(); perr = s.proxy.Shutdown(ctx) }()
+	go func() { defer wg.Done(); aerr = s.admin.Shutdown(ctx) }()
+	wg.Wait()
+	fctx, fcancel := context.WithTimeout(context.Background(), s.cfg.Store.QueryTimeout.Std())
+	defer fcancel()
+	if err := s.usage.Flush(fctx); err != nil {
+		s.log.Warn("final usage flush failed", "err", err)
+	}
+	return errors.Join(perr, aerr)
+}
+
+// watch applies other replicas' changes to the cache until ctx ends,
+// restarting the store's Watch if it fails.
+func (s *server) watch(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := s.store.Watch(ctx, func(ch store.Change, resync bool) {
+			src := cache.SourceNotify
+			if resync {
+				src = cache.SourceResync
+			}
+			s.cache.InvalidateFrom(src, ch.KeyID, ch.Digests...)
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("store watch stopped; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// warm loads the active keys into the cache (CONTRACT §5), retrying while
+// the store cannot answer; /readyz reports ready once it has.
+func (s *server) warm(ctx context.Context) {
+	for ctx.Err() == nil {
+		n, err := s.warmOnce(ctx)
+		if err == nil {
+			s.warmed.Store(true)
+			s.log.Info("cache warmed", "keys", n)
+			return
+		}
+		s.log.Warn("cache warm-up failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+func (s *server) warmOnce(ctx context.Context) (int, error) {
+	epoch := s.cache.Epoch()
+	now := time.Now()
+	limit := s.cfg.Cache.MaxKeys
+	var entries []cache.WarmEntry
+	errFull := errors.New("cache full")
+	err := s.store.ScanKeys(ctx, func(k *store.Key) error {
+		if k.StatusAt(now) != store.StatusActive {
+			return nil
+		}
+		if len(entries) >= limit {
+			return errFull
+		}
+		entries = append(entries, cache.WarmEntry{Digest: k.Digest, Key: store.ToAuthKey(k, k.Digest)})
+		if k.HasPrevious() && k.PreviousSecretExpiresAt != nil && now.Before(*k.PreviousSecretExpiresAt) && len(entries) < limit {
+			entries = append(entries, cache.WarmEntry{Digest: k.PreviousDigest, Key: store.ToAuthKey(k, k.PreviousDigest)})
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errFull) {
+		return 0, err
+	}
+	return s.cache.Warm(epoch, entries), nil
+}
+
+// ready is /readyz: ready while the process can serve, that is once the
+// cache is warm (it then serves cached keys even if the store goes down).
+func (s *server) ready(ctx context.Context) (map[string]any, error) {
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.Store.QueryTimeout.Std())
+	defer cancel()
+	storeState := "ok"
+	if err := s.store.Ping(pctx); err != nil {
+		storeState = "unavailable"
+	}
+	detail := map[string]any{
+		"store": map[string]any{"driver": s.cfg.Store.Driver, "status": storeState},
+		"cache": map[string]any{"warm": s.warmed.Load(), "entries": s.cache.Len()},
+	}
+	if !s.warmed.Load() {
+		return detail, errors.New("the key cache is not warm yet")
+	}
+	return detail, nil
+}
+
+func newLogger(c config.LogConfig, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: c.SlogLevel()}
+	if c.Format == "text" {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+// overlayEnv returns getenv with name set to value.
+func overlayEnv(getenv func(string) string, name, value string) func(string) string {
+	return func(k string) string {
+		if k == name {
+			return value
+		}
+		return getenv(k)
+	}
+}
