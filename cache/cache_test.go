@@ -1053,3 +1053,60 @@ func TestMetricsLint(t *testing.T) {
 		t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 	}
 }
+
+// deadlineStore records the deadline each query gets.
+type deadlineStore struct {
+	mu        sync.Mutex
+	deadlines []time.Duration // time left at the start of each query; -1: none
+}
+
+func (s *deadlineStore) record(ctx context.Context) {
+	left := time.Duration(-1)
+	if dl, ok := ctx.Deadline(); ok {
+		left = time.Until(dl)
+	}
+	s.mu.Lock()
+	s.deadlines = append(s.deadlines, left)
+	s.mu.Unlock()
+}
+
+func (s *deadlineStore) LookupKey(ctx context.Context, _ [32]byte) (*auth.Key, error) {
+	s.record(ctx)
+	return nil, auth.ErrKeyNotFound
+}
+
+func (s *deadlineStore) LookupKeyID(ctx context.Context, _ string) (*auth.Key, error) {
+	s.record(ctx)
+	return nil, auth.ErrKeyNotFound
+}
+
+func TestStoreQueriesGetLookupTimeout(t *testing.T) {
+	tests := []struct {
+		name    string
+		timeout time.Duration
+		want    time.Duration
+	}{
+		{"default", 0, DefaultLookupTimeout},
+		{"configured", 250 * time.Millisecond, 250 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			st := &deadlineStore{}
+			c := newTestCache(t, st, Options{MaxKeys: 10, LookupTimeout: tt.timeout})
+			// A request context without a deadline, and one with a longer
+			// one: the store query gets LookupTimeout either way.
+			ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+			defer cancel()
+			c.LookupKey(context.Background(), digestOf("a"))
+			c.LookupKeyID(ctx, "key_1")
+			if len(st.deadlines) != 2 {
+				t.Fatalf("store queries = %d, want 2", len(st.deadlines))
+			}
+			for i, left := range st.deadlines {
+				if left <= 0 || left > tt.want {
+					t.Errorf("query %d: time left %v, want a deadline at most %v away", i, left, tt.want)
+				}
+			}
+		})
+	}
+}
