@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -112,4 +113,65 @@ func TestOpenAPIServed(t *testing.T) {
 	if rec.Body.String() != string(openAPIDoc) {
 		t.Error("served document differs from the embedded one")
 	}
+}
+
+// TestOpenAPIRefsResolve fails on a $ref to a component that does not
+// exist, and on an operation without a success response.
+func TestOpenAPIRefsResolve(t *testing.T) {
+	var doc map[string]any
+	if err := json.Unmarshal(openAPIDoc, &doc); err != nil {
+		t.Fatal(err)
+	}
+	var walk func(path string, v any)
+	walk = func(path string, v any) {
+		switch x := v.(type) {
+		case map[string]any:
+			for k, c := range x {
+				if k == "$ref" {
+					ref, _ := c.(string)
+					if !resolves(doc, ref) {
+						t.Errorf("%s: $ref %q does not resolve", path, ref)
+					}
+					continue
+				}
+				walk(path+"/"+k, c)
+			}
+		case []any:
+			for i, c := range x {
+				walk(path+"/"+strconv.Itoa(i), c)
+			}
+		}
+	}
+	walk("#", doc)
+	for p, item := range doc["paths"].(map[string]any) {
+		for method, op := range item.(map[string]any) {
+			if method == "parameters" {
+				continue
+			}
+			ok := false
+			for code := range op.(map[string]any)["responses"].(map[string]any) {
+				ok = ok || strings.HasPrefix(code, "2")
+			}
+			if !ok {
+				t.Errorf("%s %s documents no 2xx response", method, p)
+			}
+		}
+	}
+}
+
+func resolves(doc map[string]any, ref string) bool {
+	if !strings.HasPrefix(ref, "#/") {
+		return false
+	}
+	var cur any = doc
+	for _, part := range strings.Split(ref[2:], "/") {
+		m, ok := cur.(map[string]any)
+		if !ok {
+			return false
+		}
+		if cur, ok = m[part]; !ok {
+			return false
+		}
+	}
+	return true
 }
