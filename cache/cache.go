@@ -130,6 +130,9 @@ type entry struct {
 	// use as a fallback while the store is failing.
 	expires    time.Time
 	staleUntil time.Time
+	// stale marks a copy of an expired entry that answers for a short
+	// while after the store failed (see holdStale).
+	stale bool
 }
 
 // New returns a Cache in front of next.
@@ -278,7 +281,7 @@ func (c *Cache) LookupKey(ctx context.Context, digest [32]byte) (*auth.Key, erro
 			c.m.negativeHit.Inc()
 			return nil, auth.ErrKeyNotFound
 		}
-		c.m.hit.Inc()
+		c.countHit(e)
 		return e.key, nil
 	}
 	return c.miss(ctx, target{digest: digest}, e)
@@ -296,10 +299,18 @@ func (c *Cache) LookupKeyID(ctx context.Context, id string) (*auth.Key, error) {
 			c.m.negativeHit.Inc()
 			return nil, auth.ErrKeyNotFound
 		}
-		c.m.hit.Inc()
+		c.countHit(e)
 		return e.key, nil
 	}
 	return c.miss(ctx, target{byID: true, id: id}, e)
+}
+
+func (c *Cache) countHit(e *entry) {
+	if e.stale {
+		c.m.staleHit.Inc()
+		return
+	}
+	c.m.hit.Inc()
 }
 
 // fresh returns t's entry if it may answer now, or nil.
@@ -447,10 +458,44 @@ func (c *Cache) fetch(t target, mk mark) (key *auth.Key, err error) {
 	case err == nil:
 		return nil, fmt.Errorf("%w: store returned no key and no error", auth.ErrStoreUnavailable)
 	case errors.Is(err, auth.ErrStoreUnavailable):
+		c.holdStale(t)
 		return nil, err
 	default:
+		c.holdStale(t)
 		return nil, fmt.Errorf("%w: %w", auth.ErrStoreUnavailable, err)
 	}
+}
+
+// staleRetry is how long a stale key answers on its own after a failed
+// store query before the next query is tried.
+const staleRetry = time.Second
+
+// holdStale lets t's expired entry, if it may still be served stale,
+// answer by itself for staleRetry. Without it, while the store hangs,
+// every request for the key would wait up to LookupTimeout before getting
+// the stale answer. Callers sharing the failed query serve it stale
+// themselves (miss).
+func (c *Cache) holdStale(t target) {
+	if !c.writing() {
+		return
+	}
+	defer c.life.RUnlock()
+	old, ok := c.rc.Get(t.hash(c))
+	if !ok || old.key == nil || old.byID != t.byID || old.digest != t.digest || old.id != t.id || !c.current(old) {
+		return
+	}
+	now := c.now()
+	if !now.Before(old.staleUntil) || now.Before(old.expires) {
+		return
+	}
+	e := *old
+	e.stale = true
+	e.expires = now.Add(staleRetry)
+	if e.expires.After(old.staleUntil) {
+		e.expires = old.staleUntil
+	}
+	c.rc.SetWithTTL(t.hash(c), &e, 1, old.staleUntil.Sub(now))
+	c.rc.Wait() // as in put: the next request should find it
 }
 
 // put caches an answer for t unless an invalidation happened since mk.

@@ -413,7 +413,27 @@ func TestStaleIfError(t *testing.T) {
 		t.Errorf("no entry, store down: err = %v, want ErrStoreUnavailable", err)
 	}
 
-	clk.Advance(time.Hour - 2*time.Second) // 1s before staleUntil
+	// The failed query lets the stale key answer alone for a moment, so
+	// a hanging store does not hold up every request.
+	before := st.calls.Load()
+	if got, err := c.LookupKey(ctx, d); got != k || err != nil {
+		t.Errorf("right after a failed query: LookupKey = %v, %v; want stale %v", got, err, k)
+	}
+	if n := st.calls.Load() - before; n != 0 {
+		t.Errorf("store queries right after a failed one = %d, want 0", n)
+	}
+	if got := counterValue(t, reg, "keygate_cache_lookups_total", "result", "stale_hit"); got != 2 {
+		t.Errorf("stale_hit = %v, want 2", got)
+	}
+	clk.Advance(staleRetry)
+	if got, err := c.LookupKey(ctx, d); got != k || err != nil {
+		t.Errorf("retry while still down: LookupKey = %v, %v; want stale %v", got, err, k)
+	}
+	if n := st.calls.Load() - before; n != 1 {
+		t.Errorf("store queries after staleRetry = %d, want 1", n)
+	}
+
+	clk.Advance(time.Hour - 2*time.Second - staleRetry) // 1s before staleUntil
 	if got, err := c.LookupKey(ctx, d); got != k || err != nil {
 		t.Errorf("just inside stale_if_error: LookupKey = %v, %v; want stale %v", got, err, k)
 	}
