@@ -64,7 +64,8 @@ type Options struct {
 	// does for the proxy.
 	AcceptForeignKeys bool
 	// Sources are where an admin credential may come from, in order; only
-	// header sources count. Nil means DefaultSources.
+	// header sources count. None (nil, or only query sources) means
+	// DefaultSources, so the admin API stays usable.
 	Sources []Source
 	// Registerer receives keygate_admin_requests_total and keygate_keys.
 	// Nil means the metrics are kept but not registered anywhere.
@@ -127,18 +128,21 @@ func New(o Options) *Handler {
 	if h.prefix == "" {
 		h.prefix = "kg"
 	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	h.log = h.log.With("component", "admin")
 	for _, s := range o.Sources {
 		if s.Header != "" {
 			h.sources = append(h.sources, s)
 		}
 	}
-	if o.Sources == nil {
+	if len(h.sources) == 0 {
+		if len(o.Sources) > 0 {
+			h.log.Warn("auth.sources has no header source; the admin API takes its key from the default headers (X-API-Key, Authorization: ApiKey)")
+		}
 		h.sources = DefaultSources()
 	}
-	if h.log == nil {
-		h.log = slog.New(slog.DiscardHandler)
-	}
-	h.log = h.log.With("component", "admin")
 	if h.now == nil {
 		h.now = time.Now
 	}

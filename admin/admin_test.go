@@ -158,6 +158,16 @@ func TestAdminCustomSources(t *testing.T) {
 	if rec := do(t, h, "GET", "/v1/openapi.json?appKey="+f.admin, ""); rec.Code != 401 {
 		t.Errorf("a query source: %d, want 401", rec.Code)
 	}
+	// Only query sources configured: the admin API falls back to the
+	// default headers rather than locking everyone out, and never reads
+	// the query.
+	h = New(Options{Keys: f.keys, Sources: []Source{{Query: "api_key"}}, Now: func() time.Time { return testNow }})
+	if rec := do(t, h, "GET", "/v1/openapi.json", "", "Authorization", "ApiKey "+f.admin); rec.Code != 200 {
+		t.Errorf("default header with only query sources configured: %d", rec.Code)
+	}
+	if rec := do(t, h, "GET", "/v1/openapi.json?api_key="+f.admin, ""); rec.Code != 401 {
+		t.Errorf("the configured query source: %d, want 401", rec.Code)
+	}
 }
 
 func TestAdminRequestErrors(t *testing.T) {
