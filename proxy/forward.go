@@ -41,18 +41,12 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *reqState, rt *route, d *d
 	out.UseHostHeader = true
 
 	if k := d.key; k != nil {
-		out.Header.AddBytesK(s.idKeyID, k.ID)
-		out.Header.AddBytesK(s.idKeyName, k.Name)
-		out.Header.AddBytesK(s.idUser, k.User)
-		if k.Application != "" {
-			out.Header.AddBytesK(s.idApplication, k.Application)
-		}
-		if k.Tenant != "" {
-			out.Header.AddBytesK(s.idTenant, k.Tenant)
-		}
-		if k.ScopesHeader != "" {
-			out.Header.AddBytesK(s.idScopes, k.ScopesHeader)
-		}
+		addIdentity(out, s.idKeyID, k.ID)
+		addIdentity(out, s.idKeyName, k.Name)
+		addIdentity(out, s.idUser, k.User)
+		addIdentity(out, s.idApplication, k.Application)
+		addIdentity(out, s.idTenant, k.Tenant)
+		addIdentity(out, s.idScopes, k.ScopesHeader)
 		if d.session {
 			out.Header.AddBytesK(s.idAuth, "session")
 		} else {
@@ -110,6 +104,22 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *reqState, rt *route, d *d
 	if setCookie != "" {
 		resp.Header.Add("Set-Cookie", setCookie)
 	}
+}
+
+// addIdentity adds one identity header. Empty values are left out, and so
+// is a value that could not be sent as one header line: key fields are
+// validated by the admin API, but a proxy must not be the place where a
+// stray CR or LF splits a header.
+func addIdentity(out *fasthttp.Request, name []byte, v string) {
+	if v == "" {
+		return
+	}
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
+			return
+		}
+	}
+	out.Header.AddBytesK(name, v)
 }
 
 // roundTrip picks a target round robin, skipping ones that recently failed
@@ -263,7 +273,9 @@ func (s *Server) dropRequestHeader(st *reqState, k, v []byte, peerTrusted bool) 
 		equalFold(k, "X-Original-URL"), equalFold(k, "X-Original-URI"),
 		equalFold(k, "X-Forwarded-Uri"), equalFold(k, "X-Rewrite-URL"),
 		equalFold(k, "X-Forwarded-Path"), equalFold(k, "X-Forwarded-Prefix"),
-		equalFold(k, "X-Envoy-Original-Path"):
+		equalFold(k, "X-Envoy-Original-Path"),
+		// The body was read (and 100 Continue answered) here already.
+		equalFold(k, "Expect"):
 		return true
 	}
 	if !peerTrusted && (equalFold(k, "Forwarded") || equalFold(k, "X-Real-IP") ||

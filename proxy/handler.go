@@ -176,7 +176,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			s.logAccess(ctx, st, rt, d.key, start, client, query, rid)
 			return
 		}
-		if d.key != nil && s.opts.OnAuthenticated != nil && !d.session {
+		if d.key != nil && s.opts.OnAuthenticated != nil {
 			s.opts.OnAuthenticated(d.key, d.key.Previous, now)
 		}
 	}

@@ -62,8 +62,9 @@ type Route struct {
 	StripPrefix bool
 }
 
-// UsageFunc is told about every successful key authentication, with the
-// Key, whether the previous (rotated-out) secret was used, and the time. It
+// UsageFunc is told about every successful authentication (key or
+// session), with the Key, whether the previous (rotated-out) secret was
+// used, and the time. It
 // runs on the request path: it must not block and must not keep k's
 // request-scoped data (a Key itself is immutable and may be kept).
 type UsageFunc func(k *auth.Key, previous bool, now time.Time)
@@ -93,7 +94,10 @@ type Sessions interface {
 // Options configure a Server. The zero value of each field is documented;
 // Keys and Routes are required.
 type Options struct {
-	// Keys looks keys up by digest. Required.
+	// Keys looks keys up by digest (and by id, for sessions). Required.
+	// Lookups get a context that ends when Shutdown has drained; bounding
+	// a store query is the KeyStore's business (the cache applies the
+	// store's query timeout), so a cache hit costs no timer.
 	Keys auth.KeyStore
 	// KeyPrefix is the prefix of keygate-format keys. Empty means "kg".
 	KeyPrefix string

@@ -508,7 +508,7 @@ func TestUsageHookAndSession(t *testing.T) {
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(seen) != 2 || seen[0] != "key_u" || seen[1] != "key_n" {
+	if len(seen) != 3 || seen[0] != "key_u" || seen[1] != "key_n" || seen[2] != "key_u" {
 		t.Errorf("OnAuthenticated saw %q", seen)
 	}
 }

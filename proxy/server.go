@@ -153,13 +153,16 @@ func (s *Server) newRoute(r Route) (*route, error) {
 		rt.targets = append(rt.targets, &upstream{
 			base: t.basePath,
 			client: &fasthttp.HostClient{
-				Addr:                          t.addr,
-				IsTLS:                         t.tls,
-				MaxConns:                      maxConns,
-				MaxConnWaitTimeout:            rt.timeout,
-				ReadTimeout:                   rt.timeout,
-				WriteTimeout:                  rt.timeout,
-				MaxResponseBodySize:           1 << 30,
+				Addr:               t.addr,
+				IsTLS:              t.tls,
+				MaxConns:           maxConns,
+				MaxConnWaitTimeout: rt.timeout,
+				ReadTimeout:        rt.timeout,
+				WriteTimeout:       rt.timeout,
+				// Responses stream to the client as they arrive, so a
+				// large download is never held in memory; the route
+				// timeout still bounds the whole exchange.
+				StreamResponseBody:            true,
 				DisablePathNormalizing:        true,
 				DisableHeaderNamesNormalizing: true,
 				NoDefaultUserAgentHeader:      true,
