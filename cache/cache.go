@@ -51,17 +51,20 @@ type Options struct {
 	// digests are not remembered.
 	NegativeTTL time.Duration
 	// StaleIfError is how long past PositiveTTL a key is still returned
-	// while the store cannot answer. Zero means never: a store error is
-	// returned as soon as PositiveTTL has passed.
+	// while the store cannot answer. After a failed query such a key
+	// answers alone for a second before the store is tried again. Zero
+	// means never: a store error is returned once PositiveTTL has passed.
 	StaleIfError time.Duration
 	// MaxConcurrentLookups caps store queries in flight at once (one per
 	// distinct key, however many callers wait on it). A miss past the cap
 	// fails at once with auth.ErrStoreUnavailable (or is served stale)
 	// instead of queueing. Zero means DefaultMaxConcurrentLookups (64).
 	MaxConcurrentLookups int
-	// LookupTimeout bounds each store query. The query is detached from
-	// the cancellation of the request that started it, since other
-	// requests may be waiting on it. Zero means DefaultLookupTimeout (2s).
+	// LookupTimeout bounds each store query. A query runs under the
+	// cache's own context, not the request's: other requests may be
+	// waiting on it, and a request's context may end (or, for fasthttp,
+	// be reused) first; request-scoped values do not reach the store.
+	// Zero means DefaultLookupTimeout (2s).
 	LookupTimeout time.Duration
 	// Now is the clock entries are stamped and checked with. Nil means
 	// time.Now.
@@ -72,8 +75,8 @@ type Options struct {
 	Registerer prometheus.Registerer
 }
 
-// Cache is an auth.KeyStore that caches another one. All methods are safe
-// for concurrent use. Close releases its background goroutines.
+// Cache is an auth.KeyStore that caches another one. Its methods are safe
+// for concurrent use, except Close (see there).
 type Cache struct {
 	next          auth.KeyStore
 	rc            *ristretto.Cache[uint64, *entry]
