@@ -131,3 +131,10 @@ func TestUnavailablePassesThrough(t *testing.T) {
 		t.Errorf("OnChange called %d times, want once (failed writes publish nothing)", changes)
 	}
 }
+
+func (f *flaky) RecordUsage(ctx context.Context, u []store.Usage) error {
+	if f.down.Load() {
+		return errDown
+	}
+	return f.Backend.RecordUsage(ctx, u)
+}
