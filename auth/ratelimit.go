@@ -18,6 +18,9 @@ const (
 	// limiterShards spreads keys over this many locks so that no lock is
 	// shared by all requests.
 	limiterShards = 64
+	// minShardBuckets is the fewest buckets a shard holds when maxBuckets
+	// allows (a limiter smaller than that has one shard).
+	minShardBuckets = 16
 	// evictionSamples is how many random buckets a full shard compares
 	// to find one to evict (approximate LRU, as Redis does it), so that
 	// an insert into a full shard costs O(1), not a scan.
@@ -31,7 +34,8 @@ const (
 )
 
 // Limiter keeps a token bucket per key id. Its memory is bounded: at most
-// maxBuckets buckets, spread over up to 64 shards with a lock each; a full
+// maxBuckets buckets, spread over up to 64 shards with a lock each (at
+// least 16 buckets a shard, so small limiters have fewer shards); a full
 // shard evicts the least recently used of a few sampled buckets, and Sweep
 // drops idle ones. Limiter is safe for concurrent use. The zero value
 // refuses every rate-limited request; use NewLimiter.
@@ -74,7 +78,10 @@ func NewLimiter(maxBuckets int, idle time.Duration) *Limiter {
 	if idle <= 0 {
 		idle = DefaultBucketIdle
 	}
-	n := min(limiterShards, maxBuckets)
+	// At least minShardBuckets per shard, so that a few keys that hash to
+	// one shard of a small limiter do not evict each other while the
+	// limiter as a whole is nearly empty.
+	n := min(limiterShards, max(1, maxBuckets/minShardBuckets))
 	l := &Limiter{
 		seed:     maphash.MakeSeed(),
 		idle:     idle,

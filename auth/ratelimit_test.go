@@ -145,6 +145,22 @@ func TestLimiterMemoryBound(t *testing.T) {
 	}
 }
 
+// TestLimiterSmallKeepsFewKeys checks that a small limiter holding far
+// fewer keys than its bound evicts none of them, whatever the hash seed.
+func TestLimiterSmallKeepsFewKeys(t *testing.T) {
+	rl := RateLimit{RPS: 1, Burst: 1}
+	for range 20 {
+		l := NewLimiter(100, time.Minute)
+		for i := range 16 {
+			allowAt(t, l, fmt.Sprint("key_", i), rl, t0, true, 0)
+		}
+		for i := range 16 {
+			// Still the same bucket: empty, so refused.
+			allowAt(t, l, fmt.Sprint("key_", i), rl, t0, false, time.Second)
+		}
+	}
+}
+
 func TestLimiterEvictsOldest(t *testing.T) {
 	// One bucket: a second key evicts the first, which then starts over
 	// with a full burst.
@@ -165,9 +181,7 @@ func TestLimiterEvictsOldest(t *testing.T) {
 	// it, so over 50 rounds the recent key keeps its bucket most times.
 	kept := 0
 	for round := range 50 {
-		l := NewLimiter(2, time.Minute)
-		l.shards = l.shards[:1]
-		l.perShard = 2
+		l := NewLimiter(2, time.Minute) // one shard of two
 		old, recent := fmt.Sprint("old", round), fmt.Sprint("recent", round)
 		allowAt(t, l, old, rl, t0, true, 0)
 		allowAt(t, l, recent, rl, t0.Add(time.Second), true, 0)
