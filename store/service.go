@@ -206,8 +206,16 @@ func (s *Service) checkApplicationLimit(tx Tx, app string) error {
 	return nil
 }
 
-// Create creates a key from a JSON object (CONTRACT §3 fields, plus
-// "expires_in" and, to import, "secret").
+// Create creates a key from a JSON object: the CONTRACT §3 fields, plus
+// "expires_in" ("30d", or Go syntax) and, to import an existing key,
+// "secret". Without expires_at or expires_in the key expires after
+// DefaultLifetime; "expires_at": null means never (refused under a
+// MaxLifetime). Malformed JSON is a *BadRequestError; an unknown,
+// read-only, mistyped or invalid field is a *FieldError naming it
+// ("ip_allowlist[2]", "rate_limit.rps"); a taken name is ErrNameTaken, a
+// full application ErrApplicationLimit, an imported secret already in use
+// ErrSecretTaken. Nothing is written unless the key and its audit event
+// both are.
 func (s *Service) Create(ctx context.Context, a Actor, body []byte) (*Created, error) {
 	raw, err := decodeObject(body)
 	if err != nil {
@@ -376,7 +384,12 @@ func (s *Service) modify(ctx context.Context, a Actor, id string, change func(tx
 	return before, s.out(after, now), nil
 }
 
-// Update applies a JSON merge patch of mutable fields.
+// Update applies a JSON merge patch (RFC 7396) of mutable fields: null
+// resets a field to its default ("expires_at": null means never), metadata
+// and rate_limit objects merge into the current ones, and "expires_in" is
+// accepted as on create. Fields are validated as on create, except that a
+// past expires_at is allowed (it expires the key now). A patch that
+// changes nothing writes nothing, not even an audit event.
 func (s *Service) Update(ctx context.Context, a Actor, id string, patch []byte) (*Key, error) {
 	raw, err := decodeObject(patch)
 	if err != nil {
