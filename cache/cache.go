@@ -39,8 +39,10 @@ const (
 // (both TTLs zero) but still makes concurrent lookups of one key share a
 // store query and caps concurrent store queries.
 type Options struct {
-	// MaxKeys caps the number of entries (keys, unknown digests and keys
-	// looked up by id together). Zero means DefaultMaxKeys (1,000,000).
+	// MaxKeys caps the entries by digest: keys and unknown digests
+	// together. Entries by id (LookupKeyID, for sessions) come on top,
+	// at most one per key a session is signed for. Zero means
+	// DefaultMaxKeys (1,000,000).
 	MaxKeys int64
 	// PositiveTTL is how long a key found in the store is returned without
 	// asking the store again. Zero means found keys are not reused (but
@@ -260,8 +262,8 @@ func (c *Cache) Wait() {
 	c.rc.Wait()
 }
 
-// Len returns the number of entries held, including ones that are expired
-// or invalidated but not yet removed.
+// Len returns the number of entries by digest held (what MaxKeys caps),
+// including ones that are expired or invalidated but not yet removed.
 func (c *Cache) Len() int {
 	return int(c.rc.MaxCost() - c.rc.RemainingCost())
 }
@@ -497,7 +499,11 @@ func (c *Cache) holdStale(t target) {
 	if e.expires.After(old.staleUntil) {
 		e.expires = old.staleUntil
 	}
-	c.rc.SetWithTTL(t.hash(c), &e, 1, old.staleUntil.Sub(now))
+	cost := int64(1)
+	if t.byID {
+		cost = 0
+	}
+	c.rc.SetWithTTL(t.hash(c), &e, cost, old.staleUntil.Sub(now))
 	c.rc.Wait() // as in put: the next request should find it
 }
 
@@ -529,9 +535,16 @@ func (c *Cache) set(t target, key *auth.Key, mk mark, ttl, stale time.Duration) 
 	if key != nil && !t.byID {
 		c.indexAdd(key.ID, t.digest)
 	}
+	// Entries by id cost nothing, so that Warm, which caches every key
+	// by id as well, fits MaxKeys keys. They are still evicted with the
+	// rest, and only signed sessions name ids.
+	cost := int64(1)
+	if t.byID {
+		cost = 0
+	}
 	// Ristretto's TTL only frees memory (and 0 would mean forever, which
 	// ttl+stale > 0 rules out here); expires and staleUntil decide.
-	return c.rc.SetWithTTL(t.hash(c), e, 1, ttl+stale)
+	return c.rc.SetWithTTL(t.hash(c), e, cost, ttl+stale)
 }
 
 // WarmEntry is one key to preload: the digest of one of its live secrets

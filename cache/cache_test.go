@@ -687,8 +687,8 @@ func TestInvalidateByIDDropsEveryDigest(t *testing.T) {
 	if n := st.calls.Load(); n != 4 {
 		t.Fatalf("store queries = %d, want 4", n)
 	}
-	if n := c.Len(); n != 4 {
-		t.Fatalf("Len = %d, want 4", n)
+	if n := c.Len(); n != 3 {
+		t.Fatalf("Len = %d, want 3 (entries by id are not counted)", n)
 	}
 
 	c.Invalidate("key_1")
@@ -1128,5 +1128,38 @@ func TestStoreQueriesGetLookupTimeout(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestWarmFillsMaxKeysWithIDs: Warm caches every key by digest and by id;
+// the id entries must not push keys out of a cache sized for the keys.
+func TestWarmFillsMaxKeysWithIDs(t *testing.T) {
+	st := newFakeStore()
+	st.setErr(auth.ErrStoreUnavailable)
+	o := defaultOpts(newFakeClock())
+	o.MaxKeys = 8
+	c := newTestCache(t, st, o)
+	ctx := context.Background()
+
+	var ws []WarmEntry
+	for i := range 8 {
+		ws = append(ws, WarmEntry{digestOf(fmt.Sprint(i)), testKey(fmt.Sprint("key_", i), "n")})
+	}
+	if n := c.Warm(c.Epoch(), ws); n != 8 {
+		t.Fatalf("Warm = %d, want 8", n)
+	}
+	if n := c.Len(); n != 8 {
+		t.Errorf("Len = %d, want 8", n)
+	}
+	for _, w := range ws {
+		if got, err := c.LookupKey(ctx, w.Digest); got != w.Key || err != nil {
+			t.Errorf("LookupKey(%s) = %v, %v; want %v", w.Key.ID, got, err, w.Key)
+		}
+		if got, err := c.LookupKeyID(ctx, w.Key.ID); got != w.Key || err != nil {
+			t.Errorf("LookupKeyID(%s) = %v, %v; want %v", w.Key.ID, got, err, w.Key)
+		}
+	}
+	if n := st.calls.Load(); n != 0 {
+		t.Errorf("store queries = %d, want 0", n)
 	}
 }

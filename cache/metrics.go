@@ -26,7 +26,7 @@ func newMetrics(reg prometheus.Registerer, entries func() int) (metrics, error) 
 		Namespace: "keygate",
 		Subsystem: "cache",
 		Name:      "entries",
-		Help:      "Entries held by the key cache, including expired ones not yet freed.",
+		Help:      "Keys and unknown digests held by the key cache (what cache.max_keys caps), including expired ones not yet freed.",
 	}, func() float64 { return float64(entries()) })
 	inval := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Namespace: "keygate",
