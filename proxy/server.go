@@ -126,11 +126,15 @@ func (s *Server) newRoute(r Route) (*route, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proxy: route %q: %w", r.Name, err)
 	}
+	methods := make([]string, len(r.Methods))
+	for i, m := range r.Methods {
+		methods[i] = strings.ToUpper(m) // methods are case-sensitive; config is not
+	}
 	rt := &route{
 		name:    r.Name,
 		host:    strings.ToLower(string(hostOnly([]byte(r.Host)))),
 		prefix:  prefix,
-		methods: r.Methods,
+		methods: methods,
 		strip:   r.StripPrefix,
 		timeout: r.Timeout,
 		metrics: s.m.forRoute(r.Name),
@@ -173,8 +177,10 @@ func (s *Server) newRoute(r Route) (*route, error) {
 	return rt, nil
 }
 
-// Handler is the request handler, for serving on a listener of one's own
-// (tests, benchmarks). Serve adds PROXY protocol and TLS around it.
+// Handler is the request handler, for serving from a fasthttp.Server of
+// one's own (tests, benchmarks). Serve adds what a bare handler lacks: the
+// server limits and timeouts from Options, the JSON answers to requests
+// fasthttp cannot parse (400, 413, 431), PROXY protocol and TLS.
 func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 
 // Serve accepts connections on ln until Shutdown. With ProxyProtocol, a
