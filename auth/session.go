@@ -64,8 +64,8 @@ type Session struct {
 // SessionSigner mints and verifies session cookie values. The first secret
 // signs; every secret verifies, so a new secret can be put first without
 // logging everyone out and the old one dropped after the session ttl. It is
-// safe for concurrent use. The zero value refuses to sign and rejects every
-// cookie.
+// safe for concurrent use and must not be copied after first use. The zero
+// value refuses to sign and rejects every cookie.
 type SessionSigner struct {
 	secrets [][]byte
 	enc     *base64.Encoding
