@@ -51,6 +51,8 @@ type Postgres struct {
 	log     *slog.Logger
 	// scanPage is ScanKeys' page size (defaultScanPage; tests shrink it).
 	scanPage int
+	// onListen, when set, is called each time Watch starts listening.
+	onListen func()
 
 	// closed ends every Watch when Close is called.
 	closed context.Context

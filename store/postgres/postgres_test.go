@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	neturl "net/url"
 	"os"
 	"reflect"
 	"strings"
@@ -462,10 +464,18 @@ type delivery struct {
 	resync bool
 }
 
-// watch runs p.Watch until the test ends, sending what it reports.
-func watch(t *testing.T, p *Postgres) <-chan delivery {
+// watch runs p.Watch until the test ends, sending what it reports. The
+// second channel receives a value each time Watch starts listening.
+func watch(t *testing.T, p *Postgres) (<-chan delivery, <-chan struct{}) {
 	t.Helper()
 	ch := make(chan delivery, 100)
+	listening := make(chan struct{}, 10)
+	p.onListen = func() {
+		select {
+		case listening <- struct{}{}:
+		default:
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Watch(ctx, func(c store.Change, resync bool) { ch <- delivery{c, resync} }) }()
@@ -475,27 +485,16 @@ func watch(t *testing.T, p *Postgres) <-chan delivery {
 			t.Errorf("Watch returned %v, want context.Canceled", err)
 		}
 	})
-	return ch
+	return ch, listening
 }
 
-// waitListening waits until a session of p's database listens.
-func waitListening(t *testing.T, p *Postgres) {
+// waitListening waits until Watch listens.
+func waitListening(t *testing.T, listening <-chan struct{}) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
-		var n int
-		err := p.pool.QueryRow(context.Background(), `SELECT count(*) FROM pg_stat_activity
-			WHERE datname = current_database() AND query = 'LISTEN `+notifyChannel+`'`).Scan(&n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n > 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("Watch never listened")
-		}
-		time.Sleep(10 * time.Millisecond)
+	select {
+	case <-listening:
+	case <-time.After(waitFor):
+		t.Fatal("Watch never listened")
 	}
 }
 
@@ -537,8 +536,8 @@ func TestWatchNotifies(t *testing.T) {
 	t.Parallel()
 	p, url := newStore(t, Options{ResyncInterval: time.Hour})
 	other := openURL(t, url, Options{}, nil)
-	ch := watch(t, p)
-	waitListening(t, p)
+	ch, listening := watch(t, p)
+	waitListening(t, listening)
 
 	k := newKey("key_w", "", "w")
 	insert(t, other, k)
@@ -584,8 +583,8 @@ func TestWatchResyncsMissedChange(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	p, _ := newStore(t, Options{ResyncInterval: 20 * time.Millisecond})
-	ch := watch(t, p)
-	waitListening(t, p)
+	ch, listening := watch(t, p)
+	waitListening(t, listening)
 	d := digest("missed")
 	if _, err := p.pool.Exec(ctx, "INSERT INTO key_changes (key_id, digests) VALUES ($1, $2)", "key_missed", [][]byte{d[:]}); err != nil {
 		t.Fatal(err)
@@ -958,8 +957,8 @@ func TestSessionsKilled(t *testing.T) {
 	ctx := context.Background()
 	p, url := newStore(t, Options{ResyncInterval: time.Hour})
 	admin := openURL(t, url, Options{}, nil)
-	ch := watch(t, p)
-	waitListening(t, p)
+	ch, listening := watch(t, p)
+	waitListening(t, listening)
 	insert(t, p, newKey("key_1", "", "1"))
 	next(t, ch, "key_1", false)
 	killer, err := pgx.Connect(ctx, url)
@@ -976,23 +975,99 @@ func TestSessionsKilled(t *testing.T) {
 			t.Fatalf("LookupDigest after the session was killed = %v, want success or ErrUnavailable", err)
 		}
 	}
-	// Watch reconnects: a later change arrives by notification again.
+	// Watch reconnects, and a later change arrives by notification again.
+	waitListening(t, listening)
 	deadline := time.Now().Add(waitFor)
-	for i := 2; ; i++ {
-		id := fmt.Sprintf("key_%d", i)
-		err := admin.Update(ctx, func(tx store.Tx) error { return tx.InsertKey(newKey(id, "", id)) })
-		if err != nil && !errors.Is(err, store.ErrUnavailable) {
+	for {
+		err := admin.Update(ctx, func(tx store.Tx) error { return tx.InsertKey(newKey("key_2", "", "2")) })
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, store.ErrUnavailable) || time.Now().After(deadline) {
 			t.Fatalf("insert after the sessions were killed: %v", err)
 		}
-		select {
-		case d := <-ch:
-			if !d.resync && d.c.KeyID != "key_1" {
+	}
+	next(t, ch, "key_2", false)
+}
+
+// freezer is a TCP proxy to addr whose connections can be frozen: they
+// stay open but carry nothing more, like a connection across a network
+// partition. Connections made after a freeze work.
+type freezer struct {
+	l    net.Listener
+	mu   sync.Mutex
+	live []net.Conn // not frozen yet
+	all  []net.Conn
+}
+
+func newFreezer(t *testing.T, addr string) *freezer {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := &freezer{l: l}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		l.Close()
+		f.freeze()
+		wg.Wait()
+		for _, c := range f.all {
+			c.Close()
+		}
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
 				return
 			}
-		case <-time.After(100 * time.Millisecond):
+			s, err := net.Dial("tcp", addr)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			f.mu.Lock()
+			f.live = append(f.live, c, s)
+			f.all = append(f.all, c, s)
+			f.mu.Unlock()
+			wg.Add(2)
+			go func() { defer wg.Done(); io.Copy(s, c) }()
+			go func() { defer wg.Done(); io.Copy(c, s) }()
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("Watch did not reconnect")
-		}
+	}()
+	return f
+}
+
+// freeze stops every current connection from carrying data, without
+// closing it: a close would tell the peers, and a partition tells nobody.
+func (f *freezer) freeze() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, c := range f.live {
+		c.(*net.TCPConn).SetReadDeadline(time.Unix(1, 0))
 	}
+	f.live = nil
+}
+
+// A listening connection that goes silent is noticed and replaced.
+func TestWatchReplacesSilentConnection(t *testing.T) {
+	t.Parallel()
+	url := pgtest.NewDatabase(t)
+	u, err := neturl.Parse(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fz := newFreezer(t, u.Host)
+	u.Host = fz.l.Addr().String()
+	p := openURL(t, u.String(), Options{ResyncInterval: 50 * time.Millisecond, QueryTimeout: 500 * time.Millisecond}, nil)
+	other := openURL(t, url, Options{}, nil)
+	ch, listening := watch(t, p)
+	waitListening(t, listening)
+	fz.freeze()
+	waitListening(t, listening)
+	insert(t, other, newKey("key_after", "", "after"))
+	next(t, ch, "key_after", false)
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/keygate/keygate/store"
 )
@@ -27,7 +28,8 @@ const (
 
 // Watch reports every committed key change until ctx ends (or Close is
 // called), then returns ctx's error. It LISTENs on a connection of its own,
-// reconnecting with backoff; after each (re)connect and every
+// checks it after each quiet ResyncInterval, and reconnects with backoff
+// when it fails; after each (re)connect and every
 // ResyncInterval it rereads recent key_changes and reports each change not
 // reported by a previous resync with resync true. fn is never called
 // concurrently.
@@ -96,8 +98,24 @@ func (p *Postgres) listen(ctx context.Context, connected func(), deliver func(st
 		cancel()
 	}()
 	connected()
+	if p.onListen != nil {
+		p.onListen()
+	}
 	for {
-		n, err := conn.WaitForNotification(ctx)
+		// A connection that died silently (a partition, a failover that
+		// sent no reset) would keep us waiting for ever: after each quiet
+		// ResyncInterval, check that the server still answers.
+		wctx, cancel := context.WithTimeout(ctx, p.resync)
+		n, err := conn.WaitForNotification(wctx)
+		cancel()
+		if err != nil && ctx.Err() == nil && pgconn.Timeout(err) {
+			pctx, cancel := context.WithTimeout(ctx, p.timeout)
+			err = conn.Ping(pctx)
+			cancel()
+			if err == nil {
+				continue
+			}
+		}
 		if err != nil {
 			return p.wrap(ctx, err)
 		}
