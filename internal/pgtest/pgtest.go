@@ -93,7 +93,7 @@ func Main(m *testing.M, setup SetupFunc) int {
 				err, EnvURL)
 			return m.Run()
 		}
-		fmt.Fprintf(os.Stderr, "pgtest: cannot provide PostgreSQL for tests: %v\n", err)
+		fmt.Fprintf(os.Stderr, "%v\nFAIL: the tests that need PostgreSQL cannot run.\n", err)
 		return 1
 	}
 	current = c
@@ -135,7 +135,7 @@ func cluster(t testing.TB) *Cluster {
 		return current
 	}
 	if skipReason != "" {
-		t.Skipf("SKIPPED, PostgreSQL unavailable: %s (set %s or install postgresql)", skipReason, EnvURL)
+		t.Skipf("SKIPPED: %s (install postgresql or set %s)", skipReason, EnvURL)
 	}
 	t.Fatal("pgtest: no cluster; call pgtest.Main from the package's TestMain")
 	return nil
