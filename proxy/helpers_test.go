@@ -125,7 +125,7 @@ func (l *lockedBuffer) String() string {
 
 // fixture is a proxy in front of an echo upstream on real sockets.
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	keys  *mapKeys
 	echo  *echo.Server
 	up    string // upstream base URL
@@ -137,7 +137,7 @@ type fixture struct {
 	clock atomic.Pointer[time.Time]
 }
 
-func startEcho(t *testing.T, delay time.Duration) (*echo.Server, string) {
+func startEcho(t testing.TB, delay time.Duration) (*echo.Server, string) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -151,7 +151,7 @@ func startEcho(t *testing.T, delay time.Duration) (*echo.Server, string) {
 
 // newFixture starts an echo upstream and a proxy; edit adjusts the
 // options (Routes already point at the echo server).
-func newFixture(t *testing.T, edit func(f *fixture, o *Options)) *fixture {
+func newFixture(t testing.TB, edit func(f *fixture, o *Options)) *fixture {
 	t.Helper()
 	f := &fixture{t: t, keys: newMapKeys(), reg: prometheus.NewRegistry(), logs: &lockedBuffer{}}
 	f.now = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
@@ -256,12 +256,12 @@ func (f *fixture) raw(req string) response {
 	return readResponseTo(f.t, br, method)
 }
 
-func readResponse(t *testing.T, br *bufio.Reader, _ net.Conn) response {
+func readResponse(t testing.TB, br *bufio.Reader, _ net.Conn) response {
 	t.Helper()
 	return readResponseTo(t, br, "GET")
 }
 
-func readResponseTo(t *testing.T, br *bufio.Reader, method string) response {
+func readResponseTo(t testing.TB, br *bufio.Reader, method string) response {
 	t.Helper()
 	resp, err := http.ReadResponse(br, &http.Request{Method: method})
 	if err != nil {
@@ -310,7 +310,7 @@ func (f *fixture) authCount(result, source, route string) float64 {
 	return testutil.ToFloat64(f.srv.m.authRequests.WithLabelValues(result, source, route))
 }
 
-func mustPrefix(t *testing.T, s string) netip.Prefix {
+func mustPrefix(t testing.TB, s string) netip.Prefix {
 	t.Helper()
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
