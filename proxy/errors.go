@@ -18,6 +18,7 @@ var (
 	errNoRoute             = errors.New("proxy: no route")
 	errUpstreamUnavailable = errors.New("proxy: upstream unavailable")
 	errUpstreamTimeout     = errors.New("proxy: upstream timeout")
+	errInternal            = errors.New("proxy: internal error")
 )
 
 // denial is what a client is told about an error: never the credential.
@@ -63,6 +64,9 @@ func statusFor(err error) denial {
 		return denial{fasthttp.StatusServiceUnavailable, "auth_unavailable", "API keys cannot be checked right now"}
 	case errors.Is(err, errUpstreamTimeout):
 		return denial{fasthttp.StatusGatewayTimeout, "upstream_timeout", "the upstream did not answer in time"}
+	case errors.Is(err, errInternal):
+		// Not in CONTRACT §4's table: only a bug gets here.
+		return denial{fasthttp.StatusInternalServerError, "internal_error", "the request could not be handled"}
 	}
 	return denial{fasthttp.StatusBadRequest, "bad_request", "the request is malformed"}
 }

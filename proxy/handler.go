@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"runtime/debug"
 	"time"
 
 	"github.com/keygate/keygate/auth"
@@ -124,7 +125,14 @@ func (s *Server) scanHeaders(st *reqState, req *fasthttp.Request) {
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	st := s.states.Get().(*reqState)
-	defer s.release(st)
+	defer func() {
+		// fasthttp does not recover handler panics: one bad request (or
+		// hook) would take every connection down with the process.
+		if p := recover(); p != nil {
+			s.recovered(ctx, p)
+		}
+		s.release(st)
+	}()
 	req := &ctx.Request
 
 	s.scanHeaders(st, req)
@@ -182,6 +190,17 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 	s.forward(ctx, st, rt, &d, host, query, peer, peerTrusted, rid)
 	s.logAccess(ctx, st, rt, d.key, start, client, query, rid)
+}
+
+// recovered answers a request whose handling panicked with 500
+// internal_error, closes its connection and logs the panic with its stack.
+func (s *Server) recovered(ctx *fasthttp.RequestCtx, p any) {
+	s.opts.Logger.LogAttrs(context.Background(), slog.LevelError, "panic serving a request",
+		slog.Any("panic", p), slog.String("stack", string(debug.Stack())))
+	var rid [32]byte
+	newRequestID(&rid)
+	s.writeDenial(ctx, errInternal, rid[:], false)
+	ctx.SetConnectionClose()
 }
 
 func (s *Server) release(st *reqState) {

@@ -3,6 +3,7 @@ package proxy
 import (
 	"context"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -145,5 +146,29 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	if err := <-served; err != nil {
 		t.Errorf("Serve: %v", err)
+	}
+}
+
+// TestPanicIsContained: a panicking hook costs its request a 500, not the
+// process its other connections.
+func TestPanicIsContained(t *testing.T) {
+	f := newFixture(t, func(_ *fixture, o *Options) {
+		o.OnAuthenticated = func(k *auth.Key, _ bool, _ time.Time) {
+			if k.ID == "key_boom" {
+				panic("boom")
+			}
+		}
+	})
+	boom := f.keys.add(t, &auth.Key{ID: "key_boom", User: "u", Enabled: true})
+	fine := f.keys.add(t, &auth.Key{ID: "key_fine", User: "u", Enabled: true})
+	r := f.get("/x", "X-API-Key: "+boom)
+	if code, _ := r.denial(t); r.status != 500 || code != "internal_error" || !r.closed {
+		t.Errorf("panicking request: %d %s closed=%v", r.status, code, r.closed)
+	}
+	if r := f.get("/x", "X-API-Key: "+fine); r.status != 200 {
+		t.Errorf("after a panic: %d", r.status)
+	}
+	if !strings.Contains(f.logs.String(), "boom") || strings.Contains(f.logs.String(), boom) {
+		t.Errorf("panic not logged, or logged with the key")
 	}
 }
