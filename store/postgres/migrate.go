@@ -72,17 +72,26 @@ func (p *Postgres) Migrate(ctx context.Context) error {
 		return p.wrap(ctx, err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrateLockID); err != nil {
+	// Waiting for another replica's migration, and migrating, may take
+	// longer than the statement_timeout set for queries.
+	if _, err := conn.Exec(ctx, "SET statement_timeout = 0"); err != nil {
 		return p.wrap(ctx, err)
 	}
 	defer func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
 		defer cancel()
-		if _, err := conn.Exec(uctx, "SELECT pg_advisory_unlock($1)", migrateLockID); err != nil {
+		_, err := conn.Exec(uctx, "SELECT pg_advisory_unlock_all()")
+		if err == nil {
+			_, err = conn.Exec(uctx, "RESET statement_timeout")
+		}
+		if err != nil {
 			// The session ends with the connection, and the lock with it.
 			conn.Conn().Close(uctx)
 		}
 	}()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrateLockID); err != nil {
+		return p.wrap(ctx, err)
+	}
 
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    integer PRIMARY KEY,

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -91,8 +92,20 @@ func open(ctx context.Context, url string, o Options, configure func(*pgxpool.Co
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		cfg.ConnConfig.ConnectTimeout = p.timeout
 	}
-	if _, ok := cfg.ConnConfig.RuntimeParams["application_name"]; !ok {
-		cfg.ConnConfig.RuntimeParams["application_name"] = "keygate"
+	// Server-side backstops for when our own timeouts cannot act (the
+	// process froze or the network failed mid-statement): the server ends a
+	// statement that runs a second past the query timeout, and a session
+	// idle inside a transaction (holding key locks) for a minute. A URL
+	// that sets either keeps its value.
+	params := cfg.ConnConfig.RuntimeParams
+	for name, value := range map[string]string{
+		"application_name":                    "keygate",
+		"statement_timeout":                   strconv.FormatInt((p.timeout + time.Second).Milliseconds(), 10),
+		"idle_in_transaction_session_timeout": "60000",
+	} {
+		if _, ok := params[name]; !ok {
+			params[name] = value
+		}
 	}
 	if configure != nil {
 		configure(cfg)

@@ -1071,3 +1071,68 @@ func TestWatchReplacesSilentConnection(t *testing.T) {
 	insert(t, other, newKey("key_after", "", "after"))
 	next(t, ch, "key_after", false)
 }
+
+func TestServerSideTimeouts(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	show := func(p *Postgres, name string) string {
+		t.Helper()
+		var v string
+		if err := p.pool.QueryRow(ctx, "SHOW "+name).Scan(&v); err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	p := openURL(t, url, Options{QueryTimeout: 250 * time.Millisecond}, nil)
+	if got := show(p, "statement_timeout"); got != "1250ms" {
+		t.Errorf("statement_timeout = %s, want the query timeout plus a second", got)
+	}
+	if got := show(p, "idle_in_transaction_session_timeout"); got != "1min" {
+		t.Errorf("idle_in_transaction_session_timeout = %s, want 1min", got)
+	}
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	own := openURL(t, url+sep+"statement_timeout=7000", Options{}, nil)
+	if got := show(own, "statement_timeout"); got != "7s" {
+		t.Errorf("statement_timeout set in the URL became %s, want 7s", got)
+	}
+}
+
+// Migrate waits for another replica's migration however long it takes:
+// the statement_timeout that bounds queries does not apply to it.
+func TestMigrateWaitsPastStatementTimeout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	// statement_timeout becomes 1001ms; connecting gets its own timeout.
+	p := openURL(t, url+sep+"connect_timeout=30", Options{QueryTimeout: time.Millisecond}, nil)
+	holder, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer holder.Close(ctx)
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_lock($1)", migrateLockID); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Migrate(ctx) }()
+	waitUntilBlocked(t, p)
+	time.Sleep(1500 * time.Millisecond) // past statement_timeout, so it would have fired
+	if _, err := holder.Exec(ctx, "SELECT pg_advisory_unlock($1)", migrateLockID); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("Migrate after waiting for the lock: %v", err)
+	}
+	var v string
+	if err := p.pool.QueryRow(ctx, "SHOW statement_timeout").Scan(&v); err != nil || v != "1001ms" {
+		t.Errorf("after Migrate statement_timeout = %q (err %v), want the pool's 1001ms back", v, err)
+	}
+}
