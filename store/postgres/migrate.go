@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"sort"
@@ -126,6 +127,47 @@ func (p *Postgres) Migrate(ctx context.Context) error {
 			return fmt.Errorf("postgres: migration %s: %w", m.name, p.wrap(ctx, err))
 		}
 		p.log.Info("applied migration", "migration", m.name)
+	}
+	return nil
+}
+
+// ErrSchemaOutdated means the database lacks migrations this binary needs;
+// `keygate migrate` (or serve with store.auto_migrate) applies them.
+var ErrSchemaOutdated = errors.New("postgres: the database schema is out of date; run keygate migrate")
+
+// CheckSchema reports whether every migration has been applied:
+// ErrSchemaOutdated (wrapped, naming the missing migrations) when not,
+// store.ErrUnavailable (wrapped) when the server cannot answer. It is for
+// starting without auto_migrate.
+func (p *Postgres) CheckSchema(ctx context.Context) error {
+	ms, err := loadMigrations()
+	if err != nil {
+		return err
+	}
+	qctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	var exists bool
+	if err := p.pool.QueryRow(qctx, "SELECT to_regclass('schema_migrations') IS NOT NULL").Scan(&exists); err != nil {
+		return p.wrap(ctx, err)
+	}
+	var applied []int
+	if exists {
+		if err := p.pool.QueryRow(qctx, "SELECT ARRAY(SELECT version FROM schema_migrations)").Scan(&applied); err != nil {
+			return p.wrap(ctx, err)
+		}
+	}
+	done := map[int]bool{}
+	for _, v := range applied {
+		done[v] = true
+	}
+	var missing []string
+	for _, m := range ms {
+		if !done[m.version] {
+			missing = append(missing, m.name)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w (missing %s)", ErrSchemaOutdated, strings.Join(missing, ", "))
 	}
 	return nil
 }

@@ -98,6 +98,9 @@ func TestMigrateConcurrentAndIdempotent(t *testing.T) {
 	url := pgtest.NewEmptyDatabase(t)
 	a := openURL(t, url, Options{}, nil)
 	b := openURL(t, url, Options{}, nil)
+	if err := a.CheckSchema(ctx); !errors.Is(err, ErrSchemaOutdated) || !strings.Contains(err.Error(), "0001_init.sql") {
+		t.Fatalf("CheckSchema before Migrate = %v, want ErrSchemaOutdated naming 0001_init.sql", err)
+	}
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
 	for i, p := range []*Postgres{a, b} {
@@ -115,6 +118,9 @@ func TestMigrateConcurrentAndIdempotent(t *testing.T) {
 	}
 	if err := a.Migrate(ctx); err != nil {
 		t.Fatalf("Migrate again: %v", err)
+	}
+	if err := a.CheckSchema(ctx); err != nil {
+		t.Fatalf("CheckSchema after Migrate: %v", err)
 	}
 	ms, err := loadMigrations()
 	if err != nil {
@@ -899,6 +905,7 @@ func TestStoreDownIsUnavailable(t *testing.T) {
 	p := openURL(t, closedURL(t), Options{}, nil)
 	calls := map[string]error{
 		"Ping":         p.Ping(ctx),
+		"CheckSchema":  p.CheckSchema(ctx),
 		"Update":       p.Update(ctx, func(tx store.Tx) error { return nil }),
 		"View":         p.View(ctx, func(tx store.Tx) error { return nil }),
 		"RecordUsage":  p.RecordUsage(ctx, []store.Usage{{KeyID: "key_1", At: t0}}),
