@@ -1143,3 +1143,28 @@ func TestMigrateWaitsPastStatementTimeout(t *testing.T) {
 		t.Errorf("after Migrate statement_timeout = %q (err %v), want the pool's 1001ms back", v, err)
 	}
 }
+
+// BenchmarkLookupDigest measures the hot path's store query.
+func BenchmarkLookupDigest(b *testing.B) {
+	ctx := context.Background()
+	p, err := Open(ctx, pgtest.NewDatabase(b), Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	k := newKey("key_bench", "", "bench")
+	k.Tags, k.Scopes, k.Metadata = []string{"a"}, []string{"r"}, map[string]string{"m": "v"}
+	if err := p.Update(ctx, func(tx store.Tx) error { return tx.InsertKey(k) }); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := p.LookupDigest(ctx, k.Digest); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
