@@ -88,6 +88,8 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *reqState, rt *route, d *d
 		if setCookie, err = s.opts.Sessions.Issue(d.key, s.opts.Now()); err != nil {
 			s.opts.Logger.Warn("issuing session failed", "route", rt.name, "key", d.key, "err", err)
 			setCookie = ""
+		} else {
+			s.m.sessions.Inc()
 		}
 	}
 

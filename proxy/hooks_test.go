@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestSignedSessionsEndToEnd: a key asks for a session, the cookie then
@@ -35,6 +36,9 @@ func TestSignedSessionsEndToEnd(t *testing.T) {
 	}
 	if strings.Contains(set, secret) {
 		t.Errorf("cookie carries the secret")
+	}
+	if n := testutil.ToFloat64(f.srv.m.sessions); n != 1 {
+		t.Errorf("keygate_sessions_issued_total = %v, want 1", n)
 	}
 	cookies, err := http.ParseSetCookie(set)
 	if err != nil {

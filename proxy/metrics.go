@@ -13,6 +13,7 @@ type metrics struct {
 	authDuration *prometheus.HistogramVec
 	upRequests   *prometheus.CounterVec
 	upDuration   *prometheus.HistogramVec
+	sessions     prometheus.Counter
 
 	authDurationBy [numResults]prometheus.Observer
 	// noRoute counts auth results of requests refused before a route was
@@ -50,12 +51,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"route", "code"}),
 		upDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "keygate", Subsystem: "upstream", Name: "duration_seconds",
-			Help:    "Time from sending a request upstream to having its response, by route.",
+			Help:    "Time from sending a request upstream to receiving its response headers (bodies stream), by route.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route"}),
+		sessions: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "keygate", Subsystem: "sessions", Name: "issued_total",
+			Help: "Session cookies issued to keys that asked for one.",
+		}),
 	}
 	if reg != nil {
 		var err error
+		if m.sessions, err = register(reg, m.sessions); err != nil {
+			return nil, err
+		}
 		if m.authRequests, err = register(reg, m.authRequests); err != nil {
 			return nil, err
 		}

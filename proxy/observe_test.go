@@ -89,7 +89,7 @@ func TestAccessLogAndMetrics(t *testing.T) {
 		t.Errorf("metric lint: %s: %s", p.Metric, p.Text)
 	}
 	for _, name := range []string{"keygate_auth_requests_total", "keygate_auth_duration_seconds",
-		"keygate_upstream_requests_total", "keygate_upstream_duration_seconds"} {
+		"keygate_upstream_requests_total", "keygate_upstream_duration_seconds", "keygate_sessions_issued_total"} {
 		if !strings.Contains(f.metrics(), name) {
 			t.Errorf("metric %s not registered", name)
 		}
