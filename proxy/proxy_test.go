@@ -286,6 +286,9 @@ func TestForwardedRequest(t *testing.T) {
 		"X-Forwarded-Proto: https",
 		"X-Request-Id: req-123",
 		"Authorization: Bearer upstream-token",
+		"Cookie: a=b; c=d",
+		"User-Agent: test/1",
+		"Content-Type: text/plain",
 		"X-API-Key: "+key,
 	)
 	e := r.upstream(t)
@@ -306,6 +309,9 @@ func TestForwardedRequest(t *testing.T) {
 		"X-Forwarded-Host":      "api.example",
 		"X-Request-Id":          "req-123",
 		"Authorization":         "Bearer upstream-token",
+		"Cookie":                "a=b; c=d",
+		"User-Agent":            "test/1",
+		"Content-Type":          "text/plain",
 	}
 	for name, v := range want {
 		if got := e.Values(name); len(got) != 1 || got[0] != v {
