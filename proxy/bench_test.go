@@ -69,6 +69,25 @@ func BenchmarkAuthDecisionHit(b *testing.B) {
 	}
 }
 
+// BenchmarkAuthDecisionHitParallel is the same decision from every CPU at
+// once, each with its own request, sharing the Server and KeyStore.
+func BenchmarkAuthDecisionHitParallel(b *testing.B) {
+	a := newAuthFixture(b)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		mine := *a
+		mine.st = newReqState()
+		mine.req = &fasthttp.Request{}
+		a.req.CopyTo(mine.req)
+		for pb.Next() {
+			if err := mine.once(); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
 // BenchmarkProxyEndToEnd sends keyed requests through the real server and
 // HostClient over in-memory connections to a trivial upstream; allocs/op
 // counts client, proxy and upstream together.
