@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/config"
 	"github.com/keygate/keygate/proxy"
@@ -51,17 +52,20 @@ func (c *ServeCmd) Run(g *Globals) error {
 
 // server is one running keygate: store, cache, key service, proxy, admin.
 type server struct {
-	cfg    *config.Config
-	log    *slog.Logger
-	reg    *prometheus.Registry
-	raw    store.Backend // as opened (closed at the end)
-	store  store.Backend // instrumented
-	cache  *cache.Cache
-	svc    *store.Service
-	proxy  *proxy.Server
-	admin  *http.Server
-	usage  *store.UsageRecorder
-	warmed atomic.Bool
+	cfg   *config.Config
+	log   *slog.Logger
+	reg   *prometheus.Registry
+	raw   store.Backend // as opened (closed at the end)
+	store store.Backend // instrumented
+	cache *cache.Cache
+	svc   *store.Service
+	proxy *proxy.Server
+	admin *http.Server
+	usage *store.UsageRecorder
+	// limiter holds the per-key token buckets; they are per process, so
+	// each replica enforces a key's rate on its own share of the traffic.
+	limiter *auth.Limiter
+	warmed  atomic.Bool
 }
 
 func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv func(string) string, stderr io.Writer) (_ *server, err error) {
@@ -191,6 +195,18 @@ func (s *server) proxyOptions(ctx context.Context) (proxy.Options, error) {
 		OnAuthenticated:   s.usage.Record,
 		SessionParam:      cfg.Sessions.RequestParam,
 	}
+	// One bucket per cacheable key at most: a key that is not cached has
+	// to be looked up anyway, and the limiter evicts least recently used.
+	s.limiter = auth.NewLimiter(cfg.Cache.MaxKeys, 0)
+	o.RateLimiter = proxy.KeyLimiter{
+		Limiter: s.limiter,
+		Default: auth.RateLimit{RPS: cfg.RateLimit.Default.RPS, Burst: cfg.RateLimit.Default.Burst},
+	}
+	sessions, err := s.sessions(ctx)
+	if err != nil {
+		return proxy.Options{}, err
+	}
+	o.Sessions = sessions
 	for _, src := range cfg.Auth.Sources {
 		o.Sources = append(o.Sources, proxy.Source{Header: src.Header, Scheme: src.Scheme, Query: src.Query})
 	}
@@ -208,6 +224,36 @@ func (s *server) proxyOptions(ctx context.Context) (proxy.Options, error) {
 		})
 	}
 	return o, nil
+}
+
+// sessions returns the session cookie hook (CONTRACT §4 step 6), or nil
+// when sessions are off. The signing secrets are the configured ones or,
+// when none are, one generated on first use and kept in the store, so
+// replicas sharing the store accept each other's cookies.
+func (s *server) sessions(ctx context.Context) (proxy.Sessions, error) {
+	c := s.cfg.Sessions
+	if !c.Enabled {
+		return nil, nil
+	}
+	configured := make([][]byte, 0, len(c.Secrets))
+	for _, sec := range c.Secrets {
+		configured = append(configured, []byte(sec))
+	}
+	secrets, err := s.svc.SessionSecrets(ctx, configured)
+	if err != nil {
+		return nil, fmt.Errorf("session signing secrets: %w", err)
+	}
+	signer, err := auth.NewSessionSigner(secrets)
+	if err != nil {
+		return nil, fmt.Errorf("sessions.secrets: %w", err)
+	}
+	return &proxy.SignedSessions{
+		Signer:   signer,
+		Cookie:   c.CookieName,
+		TTL:      c.TTL.Std(),
+		Secure:   c.Secure,
+		SameSite: c.SameSite,
+	}, nil
 }
 
 func adminSources(srcs []config.Source) []admin.Source {
@@ -245,6 +291,8 @@ func (s *server) run(ctx context.Context) error {
 	}
 	wg.Add(1)
 	go func() { defer wg.Done(); s.usage.Run(bg) }()
+	wg.Add(1)
+	go func() { defer wg.Done(); s.sweep(bg, time.Minute) }()
 
 	errc := make(chan error, 2)
 	go func() { errc <- s.proxy.Serve(proxyLn) }()
@@ -285,6 +333,21 @@ func (s *server) shutdown() error {
 		s.log.Warn("final usage flush failed", "err", err)
 	}
 	return errors.Join(perr, aerr)
+}
+
+// sweep drops idle rate-limit buckets every interval until ctx ends, so
+// keys that stopped calling give their memory back.
+func (s *server) sweep(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			s.limiter.Sweep(now)
+		}
+	}
 }
 
 // watch applies other replicas' changes to the cache until ctx ends,
