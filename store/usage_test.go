@@ -3,10 +3,12 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/store"
 )
 
@@ -98,4 +100,125 @@ func TestUsageRecorder(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// counting is a Backend that counts the calls the recorder makes, so a
+// test can see how many store statements a flush costs.
+type counting struct {
+	store.Backend
+	mu      sync.Mutex
+	calls   map[string]int
+	batches [][]store.Usage
+}
+
+func (c *counting) count(op string) {
+	c.mu.Lock()
+	c.calls[op]++
+	c.mu.Unlock()
+}
+
+func (c *counting) RecordUsage(ctx context.Context, u []store.Usage) error {
+	c.mu.Lock()
+	c.calls["RecordUsage"]++
+	c.batches = append(c.batches, append([]store.Usage(nil), u...))
+	c.mu.Unlock()
+	return c.Backend.RecordUsage(ctx, u)
+}
+
+func (c *counting) Update(ctx context.Context, fn func(store.Tx) error) error {
+	c.count("Update")
+	return c.Backend.Update(ctx, fn)
+}
+
+func (c *counting) View(ctx context.Context, fn func(store.Tx) error) error {
+	c.count("View")
+	return c.Backend.View(ctx, fn)
+}
+
+func (c *counting) LookupDigest(ctx context.Context, d [32]byte) (*store.Key, error) {
+	c.count("LookupDigest")
+	return c.Backend.LookupDigest(ctx, d)
+}
+
+func (c *counting) ScanKeys(ctx context.Context, fn func(*store.Key) error) error {
+	c.count("ScanKeys")
+	return c.Backend.ScanKeys(ctx, fn)
+}
+
+// take returns the calls counted since the last take, and the batches.
+func (c *counting) take() (map[string]int, [][]store.Usage) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	calls, batches := c.calls, c.batches
+	c.calls, c.batches = map[string]int{}, nil
+	return calls, batches
+}
+
+// TestUsageFlushCost: however many requests were recorded, a flush is one
+// RecordUsage call (one statement) holding each key's latest use once, and
+// no other store call.
+func TestUsageFlushCost(t *testing.T) {
+	ctx := context.Background()
+	cb := &counting{Backend: openEmbedded(t), calls: map[string]int{}}
+	svc := store.NewService(cb, store.Options{})
+	ks := store.NewKeySource(cb)
+	const nKeys, nRecords = 50, 1000
+	keys := make([]*auth.Key, nKeys)
+	for i := range keys {
+		c, err := svc.Create(ctx, store.Actor{}, []byte(fmt.Sprintf(`{"name": "k%d", "user": "u"}`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if keys[i], err = ks.LookupKeyID(ctx, c.Key.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := store.NewUsageRecorder(cb, store.UsageOptions{})
+	t0 := time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
+	for round := range 2 {
+		cb.take()
+		var wg sync.WaitGroup
+		for g := range 10 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := range nRecords / 10 {
+					n := g*nRecords/10 + j
+					r.Record(keys[n%nKeys], false, t0.Add(time.Duration(round*nRecords+n)*time.Millisecond))
+				}
+			}()
+		}
+		wg.Wait()
+		if calls, _ := cb.take(); len(calls) != 0 {
+			t.Fatalf("round %d: Record called the store: %v", round, calls)
+		}
+		if err := r.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		calls, batches := cb.take()
+		if len(calls) != 1 || calls["RecordUsage"] != 1 {
+			t.Fatalf("round %d: a flush of %d records for %d keys made store calls %v, want exactly one RecordUsage", round, nRecords, nKeys, calls)
+		}
+		if len(batches[0]) != nKeys {
+			t.Errorf("round %d: the batch has %d entries, want one per key (%d)", round, len(batches[0]), nKeys)
+		}
+		// Key i's latest use is its last record: n = nRecords-nKeys+i.
+		for i, k := range keys {
+			got, err := svc.Get(ctx, k.ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := t0.Add(time.Duration(round*nRecords+nRecords-nKeys+i) * time.Millisecond)
+			if got.LastUsedAt == nil || !got.LastUsedAt.Equal(want) {
+				t.Errorf("round %d: key %d last_used_at = %v, want %v", round, i, got.LastUsedAt, want)
+			}
+		}
+	}
+	cb.take()
+	if err := r.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if calls, _ := cb.take(); len(calls) != 0 {
+		t.Errorf("a flush with nothing recorded made store calls %v, want none", calls)
+	}
 }
