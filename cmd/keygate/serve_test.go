@@ -138,7 +138,12 @@ func startServe(t *testing.T, env map[string]string, proxyAddr, adminAddr string
 		client: &http.Client{Timeout: 20 * time.Second},
 	}
 	go func() { in.done <- run(ctx, args, mapEnv(env), in.stdout, in.stderr) }()
-	t.Cleanup(func() { in.stop() })
+	t.Cleanup(func() {
+		in.stop()
+		if t.Failed() {
+			t.Logf("stderr of keygate %s:\n%s", strings.Join(args, " "), in.stderr.String())
+		}
+	})
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
