@@ -39,8 +39,9 @@ type Route struct {
 	// Name labels metrics and is what a key's scopes name. Required, unique.
 	Name string
 	// Host matches the request's host (port ignored, case-insensitive).
-	// Empty matches any host; when some route names the request's host
-	// exactly, only such routes are considered.
+	// Empty matches any host. Among the routes whose host matches, the
+	// longest PathPrefix wins; on equal prefixes, one naming the host
+	// beats a host-less one.
 	Host string
 	// PathPrefix matches on a segment boundary ("/pub" matches "/pub" and
 	// "/pub/x", not "/public"). Empty means "/".
@@ -140,8 +141,8 @@ type Options struct {
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration
-	// Routes, longest PathPrefix first among those whose Host matches.
-	// At least one is required.
+	// Routes are matched by host, then longest PathPrefix, then method
+	// (see Route.Host). At least one is required.
 	Routes []Route
 	// Registerer receives the proxy's metrics. Nil: metrics are collected
 	// but not registered anywhere.

@@ -110,6 +110,7 @@ func TestRouteMatch(t *testing.T) {
 		mk("api-post", "", "/api/v2", "POST"),
 		mk("api-v2", "", "/api/v2"),
 		mk("host", "h.example", "/x"),
+		mk("host-root", "h.example", "/"),
 	})
 	tests := []struct{ host, path, method, want string }{
 		{"", "/", "GET", "root"},
@@ -120,7 +121,10 @@ func TestRouteMatch(t *testing.T) {
 		{"", "/api/v2/z", "GET", "api-v2"},
 		{"", "/api/v23", "GET", "api"},
 		{"H.Example", "/x/1", "GET", "host"},
-		{"h.example", "/y", "GET", ""},
+		{"h.example", "/y", "GET", "host-root"},
+		{"h.example", "/api/v2", "GET", "api-v2"},
+		{"h.example", "/", "GET", "host-root"},
+		{"h.example.", "/x", "GET", "root"},
 		{"other", "/x", "GET", "root"},
 	}
 	for _, tt := range tests {

@@ -42,8 +42,11 @@ type upstream struct {
 
 // routeTable matches requests to routes.
 type routeTable struct {
-	byHost map[string][]*route // exact host routes, longest prefix first
-	any    []*route            // host "" routes, longest prefix first
+	// byHost holds, for each host some route names, that host's routes
+	// and the host-less ones, longest prefix first (the named host first
+	// on equal prefixes).
+	byHost map[string][]*route
+	any    []*route // host-less routes, longest prefix first
 }
 
 func newRouteTable(routes []*route) *routeTable {
@@ -51,23 +54,35 @@ func newRouteTable(routes []*route) *routeTable {
 	for _, r := range routes {
 		if r.host == "" {
 			t.any = append(t.any, r)
-		} else {
+		}
+	}
+	order := func(rs []*route) {
+		sort.SliceStable(rs, func(i, j int) bool {
+			if len(rs[i].prefix) != len(rs[j].prefix) {
+				return len(rs[i].prefix) > len(rs[j].prefix)
+			}
+			return rs[i].host != "" && rs[j].host == ""
+		})
+	}
+	order(t.any)
+	for _, r := range routes {
+		if r.host != "" {
 			t.byHost[r.host] = append(t.byHost[r.host], r)
 		}
 	}
-	byLen := func(rs []*route) {
-		sort.SliceStable(rs, func(i, j int) bool { return len(rs[i].prefix) > len(rs[j].prefix) })
-	}
-	byLen(t.any)
-	for _, rs := range t.byHost {
-		byLen(rs)
+	for h, rs := range t.byHost {
+		rs = append(rs, t.any...)
+		order(rs)
+		t.byHost[h] = rs
 	}
 	return t
 }
 
 // match finds the route for host (port already stripped), a normalized
-// path and a method: routes naming the host exactly win over host-less
-// ones, then the longest prefix on a segment boundary, then the method.
+// path and a method (CONTRACT §4 step 1): among routes whose host matches
+// (an empty host matches any), the longest prefix on a segment boundary
+// whose methods allow the request's; on equal prefixes a route naming the
+// host beats a host-less one.
 func (t *routeTable) match(host, path, method []byte) *route {
 	rs := t.any
 	if len(t.byHost) > 0 && len(host) > 0 {
