@@ -412,3 +412,60 @@ func TestFreshReplicaServesThroughOutage(t *testing.T) {
 			metricSum(t, b, "keygate_invalidations_total", map[string]string{"source": "notify"}))
 	}
 }
+
+// TestReplicaLostNotification (CONTRACT §5): a change whose notification
+// never arrives still reaches a replica, through the resync of recorded
+// changes; and a change nobody recorded at all is bounded by positive_ttl.
+// Both are made behind keygate's back, straight in the database.
+func TestReplicaLostNotification(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		extra  string // configuration
+		record bool   // also record the change in key_changes (without NOTIFY)
+		source string // the invalidation source that must have fired, if any
+	}{
+		{"recorded, not notified: resync", "", true, "resync"},
+		{"not recorded: positive_ttl", "cache:\n  positive_ttl: 2s\n", false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dbURL := pgtest.NewDatabase(t)
+			_, upstream := startEcho(t, 0)
+			adminKey := newSecret(t)
+			in := startPostgresReplica(t, dbURL, upstream, adminKey, tc.extra)
+			k := in.createKey(adminKey, map[string]any{"name": "lost", "user": "ivy"})
+			wantForwarded(t, "before", in.get(k.Secret, "/r"), k.ID, "ivy")
+
+			ctx := context.Background()
+			db, err := pgx.Connect(ctx, dbURL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close(ctx)
+			if _, err := db.Exec(ctx, "UPDATE keys SET enabled = false WHERE id = $1", k.ID); err != nil {
+				t.Fatal(err)
+			}
+			if tc.record {
+				if _, err := db.Exec(ctx, "INSERT INTO key_changes (key_id, digests) VALUES ($1, '{}')", k.ID); err != nil {
+					t.Fatal(err)
+				}
+			}
+			start := time.Now()
+			var last reply
+			for time.Since(start) < 15*time.Second {
+				if last = in.get(k.Secret, "/r"); last.errCode() == "key_disabled" {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			if last.errCode() != "key_disabled" {
+				t.Fatalf("the change never took effect: %s", last)
+			}
+			t.Logf("change without notification took effect after %v", time.Since(start).Round(time.Millisecond))
+			if tc.source != "" {
+				if v := metricSum(t, in, "keygate_invalidations_total", map[string]string{"source": tc.source}); v < 1 {
+					t.Errorf("keygate_invalidations_total{source=%s} = %v, want > 0", tc.source, v)
+				}
+			}
+		})
+	}
+}
