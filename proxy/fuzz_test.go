@@ -104,3 +104,44 @@ func keyOptional(uri string) bool {
 	}
 	return false
 }
+
+// FuzzParseForwardedAddr: any X-Forwarded-For entry parses to a valid,
+// unmapped, zone-less address or is refused; never a panic.
+func FuzzParseForwardedAddr(f *testing.F) {
+	for _, s := range []string{"1.2.3.4", "1.2.3.4:5", "[::1]:5", "[::1]", "::ffff:1.2.3.4", "fe80::1%eth0",
+		"unknown", "", ":", "[", "[]:", "1.2.3.4:", "1.2.3.4:99999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if len(s) == 0 {
+			return // callers skip empty list elements
+		}
+		a, ok := parseForwardedAddr([]byte(s))
+		if !ok {
+			return
+		}
+		if !a.IsValid() || a.Is4In6() || a.Zone() != "" {
+			t.Fatalf("parseForwardedAddr(%q) = %v", s, a)
+		}
+	})
+}
+
+// FuzzSplitTarget: a request-target splits into an absolute path and a
+// query, or is refused; a fragment never survives.
+func FuzzSplitTarget(f *testing.F) {
+	for _, s := range []string{"/a?b", "http://h/a?b", "https://h?x", "*", "h:443", "/a#b", "http://", "http://u@h/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		host, path, query, ok := splitTarget([]byte(s))
+		if !ok {
+			return
+		}
+		if len(path) == 0 || path[0] != '/' {
+			t.Fatalf("splitTarget(%q) path %q", s, path)
+		}
+		if strings.ContainsAny(string(path)+string(query)+string(host), "#") {
+			t.Fatalf("splitTarget(%q) kept a fragment", s)
+		}
+	})
+}

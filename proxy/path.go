@@ -101,7 +101,10 @@ func isUnreserved(c byte) bool {
 // absolute-form target ("http://host/p") yields its authority as host.
 // ok is false for any other form (authority-form, "*") and for a fragment.
 func splitTarget(uri []byte) (host, path, query []byte, ok bool) {
-	if len(uri) > 0 && uri[0] != '/' {
+	if len(uri) == 0 || bytes.IndexByte(uri, '#') >= 0 {
+		return nil, nil, nil, false
+	}
+	if uri[0] != '/' {
 		var rest []byte
 		switch {
 		case hasPrefixFold(uri, "http://"):
@@ -118,15 +121,12 @@ func splitTarget(uri []byte) (host, path, query []byte, ok bool) {
 			host, uri = rest[:j], rest[j:]
 			if uri[0] == '?' {
 				// "http://h?q": the path is "/".
-				return host, []byte("/"), uri[1:], !bytes.ContainsAny(uri, "#") && len(host) > 0
+				return host, []byte("/"), uri[1:], len(host) > 0 && bytes.IndexByte(host, '@') < 0
 			}
 		}
 		if len(host) == 0 || bytes.IndexByte(host, '@') >= 0 {
 			return nil, nil, nil, false
 		}
-	}
-	if bytes.IndexByte(uri, '#') >= 0 {
-		return nil, nil, nil, false
 	}
 	path = uri
 	if j := bytes.IndexByte(uri, '?'); j >= 0 {
