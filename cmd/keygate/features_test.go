@@ -367,6 +367,42 @@ func TestFeatSessions(t *testing.T) {
 	})
 }
 
+// TestFeatSessionConfig: cookie_name, request_param, ttl, secure and
+// same_site reach the cookie and the request.
+func TestFeatSessionConfig(t *testing.T) {
+	f := startFeat(t, featStores[0].block(t, t.TempDir()), `sessions:
+  enabled: true
+  cookie_name: tw_session
+  request_param: tw-session
+  ttl: 90s
+  secure: false
+  same_site: lax
+`)
+	k := f.createKey(map[string]any{"name": "k", "user": "frank"})
+	r := f.get("/x?keygate-session=true", "X-API-Key: "+k.Secret)
+	wantNoCookie(t, "the default parameter when request_param is another", r)
+	if e := forwarded(t, r); e.URI != "/x?keygate-session=true" {
+		t.Errorf("upstream saw %q, want a parameter that is not the session parameter kept", e.URI)
+	}
+	r = f.get("/x?TW-Session=true", "X-API-Key: "+k.Secret)
+	if r.status != http.StatusOK {
+		t.Fatalf("?TW-Session=true = %s", r)
+	}
+	if e := forwarded(t, r); e.URI != "/x" {
+		t.Errorf("upstream saw %q, want the session parameter removed in any case", e.URI)
+	}
+	c := theSetCookie(t, "?TW-Session=true", r)
+	want := []string{"HttpOnly", "Max-Age=90", "Path=/", "SameSite=Lax"}
+	if c.name != "tw_session" || c.value == "" || !slices.Equal(c.attrs, want) {
+		t.Errorf("Set-Cookie %q=%q %q, want tw_session with exactly %q", c.name, c.value, c.attrs, want)
+	}
+	r = f.get("/x", "Cookie: tw_session="+c.value)
+	if r.status != http.StatusOK || !slices.Equal(forwarded(t, r).Values("X-Keygate-Auth"), []string{"session"}) {
+		t.Errorf("the tw_session cookie = %s, want 200 through the session", r)
+	}
+	wantDenied(t, "a keygate_session cookie when the name is tw_session", f.get("/x", "Cookie: keygate_session="+c.value), http.StatusUnauthorized, "missing_key")
+}
+
 // featSecrets are configured signing secrets: the first signs, both
 // verify.
 var featSecrets = [2]string{
