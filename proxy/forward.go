@@ -309,30 +309,45 @@ func isHopByHop(k []byte) bool {
 }
 
 // stripResponseHopByHop removes the upstream's hop-by-hop headers, and
-// those it named in Connection, from the response; the connection to the
-// client is ours to manage.
+// those it named in Connection, from the response, matching names in any
+// letter case (response names are kept as the upstream spelled them); the
+// connection to the client is ours to manage. Transfer-Encoding and
+// Content-Length are left to fasthttp, which frames the response itself.
 func stripResponseHopByHop(resp *fasthttp.Response) {
 	h := &resp.Header
-	// Copy the tokens out first: deleting headers moves the memory the
-	// values live in.
-	var buf [256]byte
-	conn := buf[:0]
-	for _, v := range h.PeekAll("Connection") {
-		conn = append(append(conn, v...), ',')
-	}
-	for len(conn) > 0 {
-		var tok []byte
-		tok, conn, _ = bytes.Cut(conn, []byte{','})
-		if tok = bytes.TrimSpace(tok); len(tok) > 0 && !equalFold(tok, "close") && !equalFold(tok, "keep-alive") {
-			h.DelBytes(tok)
+	// Names are copied out before any is deleted: deleting moves the
+	// memory they live in.
+	var connBuf, nameBuf [512]byte
+	conn, names := connBuf[:0], nameBuf[:0]
+	for k, v := range h.All() {
+		if equalFold(k, "Connection") {
+			conn = append(append(conn, v...), ',')
 		}
 	}
-	h.Del("Connection")
-	h.Del("Keep-Alive")
-	h.Del("Proxy-Connection")
-	h.Del("TE")
-	h.Del("Trailer")
-	h.Del("Upgrade")
-	h.Del("Proxy-Authenticate")
+	for k := range h.All() {
+		if equalFold(k, "Transfer-Encoding") || equalFold(k, "Content-Length") {
+			continue
+		}
+		if isHopByHop(k) || listed(conn, k) {
+			names = append(append(names, k...), 0)
+		}
+	}
+	for len(names) > 0 {
+		var n []byte
+		n, names, _ = bytes.Cut(names, []byte{0})
+		h.DelBytes(n)
+	}
 	h.ResetConnectionClose()
+}
+
+// listed reports whether name is one of the comma-separated tokens.
+func listed(tokens, name []byte) bool {
+	for len(tokens) > 0 {
+		var tok []byte
+		tok, tokens, _ = bytes.Cut(tokens, []byte{','})
+		if bytes.EqualFold(bytes.TrimSpace(tok), name) {
+			return true
+		}
+	}
+	return false
 }

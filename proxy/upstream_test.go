@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"bufio"
 	"context"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -21,6 +24,52 @@ func serveUpstream(t *testing.T, h fasthttp.RequestHandler) string {
 	go srv.Serve(ln) //nolint:errcheck
 	t.Cleanup(func() { srv.Shutdown() })
 	return "http://" + ln.Addr().String()
+}
+
+// TestResponseHopByHopRaw: the same, with names in odd letter cases, from
+// an upstream that writes its response by hand.
+func TestResponseHopByHopRaw(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nconnection: x-internal, keep-alive\r\nx-internal: secret\r\n"+
+						"keep-alive: timeout=1\r\nUPGRADE: h2c\r\nproxy-authenticate: Basic\r\nx-public: yes\r\n"+
+						"Content-Length: 2\r\n\r\nhi")
+				}
+			}()
+		}
+	}()
+	f := newFixture(t, func(_ *fixture, o *Options) {
+		o.Routes = []Route{{Name: "r", Targets: []string{"http://" + ln.Addr().String()}, Auth: AuthNone}}
+	})
+	for range 2 {
+		r := f.get("/x")
+		if r.status != 200 || r.body != "hi" || r.header.Get("X-Public") != "yes" {
+			t.Fatalf("%d %q %v", r.status, r.body, r.header)
+		}
+		for _, h := range []string{"X-Internal", "Keep-Alive", "Proxy-Authenticate", "Upgrade"} {
+			if v := r.header.Get(h); v != "" {
+				t.Errorf("response header %s: %q forwarded", h, v)
+			}
+		}
+	}
 }
 
 // TestResponseHopByHop: the upstream's hop-by-hop headers, and those it
