@@ -100,7 +100,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *reqState, rt *route, d *d
 		return
 	}
 	stripResponseHopByHop(resp)
-	if len(resp.Header.Peek("X-Request-Id")) == 0 {
+	if !hasHeader(&resp.Header, "X-Request-Id") {
 		resp.Header.SetBytesV("X-Request-Id", rid)
 	}
 	if setCookie != "" {
@@ -338,6 +338,16 @@ func stripResponseHopByHop(resp *fasthttp.Response) {
 		h.DelBytes(n)
 	}
 	h.ResetConnectionClose()
+}
+
+// hasHeader reports whether the response has name in any letter case.
+func hasHeader(h *fasthttp.ResponseHeader, name string) bool {
+	for k := range h.All() {
+		if equalFold(k, name) {
+			return true
+		}
+	}
+	return false
 }
 
 // listed reports whether name is one of the comma-separated tokens.

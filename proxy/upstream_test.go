@@ -50,7 +50,7 @@ func TestResponseHopByHopRaw(t *testing.T) {
 					}
 					io.Copy(io.Discard, req.Body)
 					io.WriteString(c, "HTTP/1.1 200 OK\r\nconnection: x-internal, keep-alive\r\nx-internal: secret\r\n"+
-						"keep-alive: timeout=1\r\nUPGRADE: h2c\r\nproxy-authenticate: Basic\r\nx-public: yes\r\n"+
+						"keep-alive: timeout=1\r\nUPGRADE: h2c\r\nproxy-authenticate: Basic\r\nx-public: yes\r\nx-request-id: up-1\r\n"+
 						"Content-Length: 2\r\n\r\nhi")
 				}
 			}()
@@ -68,6 +68,9 @@ func TestResponseHopByHopRaw(t *testing.T) {
 			if v := r.header.Get(h); v != "" {
 				t.Errorf("response header %s: %q forwarded", h, v)
 			}
+		}
+		if ids := r.header.Values("X-Request-Id"); len(ids) != 1 || ids[0] != "up-1" {
+			t.Errorf("X-Request-Id = %q, want the upstream's alone", ids)
 		}
 	}
 }
