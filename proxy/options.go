@@ -109,8 +109,9 @@ type Options struct {
 	// CONTRACT §2 defaults (X-API-Key, Authorization ApiKey,
 	// X-Authorization ApiKey, appKey header, appKey and api_key query).
 	Sources []Source
-	// StripCredentials removes every credential header carrying our scheme
-	// and every case variant of a credential query parameter before
+	// StripCredentials removes, on every route, every credential header
+	// carrying our scheme (another scheme's Authorization is kept) and
+	// every case variant of a credential query parameter before
 	// forwarding. False forwards them.
 	StripCredentials bool
 	// IdentityPrefix prefixes the identity headers added upstream; incoming
@@ -124,12 +125,14 @@ type Options struct {
 	// TrustedProxies (optional for them; a connection from anyone else that
 	// sends one is refused). False reads plain HTTP.
 	ProxyProtocol bool
-	// TLS serves HTTPS with this configuration. Nil: CertFile and KeyFile,
-	// when both set, are loaded; otherwise plain HTTP.
+	// TLS serves HTTPS with this configuration. Nil: CertFile and KeyFile
+	// (PEM paths, both or neither), when set, are loaded by New; otherwise
+	// plain HTTP.
 	TLS      *tls.Config
 	CertFile string
 	KeyFile  string
-	// MaxRequestBody bounds a request body in bytes (413 over it). Zero
+	// MaxRequestBody bounds a request body in bytes (413 over it; a
+	// Content-Length over it is refused before any body is read). Zero
 	// means 10 MiB.
 	MaxRequestBody int
 	// MaxHeaderBytes bounds all request header lines together (431 over
@@ -156,8 +159,8 @@ type Options struct {
 	AccessLog bool
 	// Now is the clock used for expiry and hooks. Nil means time.Now.
 	Now func() time.Time
-	// OnAuthenticated is called after each successful key authentication
-	// (usage recording). Nil: nothing is called.
+	// OnAuthenticated is called after each successful authentication, by
+	// key or session (usage recording). Nil: nothing is called.
 	OnAuthenticated UsageFunc
 	// RateLimiter limits requests per key (429 rate_limited). Nil: no
 	// limit.
