@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/auth"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestClientIP(t *testing.T) {
@@ -169,5 +170,20 @@ func TestUpstreamHealth(t *testing.T) {
 	}
 	if f.echo.Hits() != 10 {
 		t.Errorf("live target served %d of 10", f.echo.Hits())
+	}
+	// Each dead target is tried once, then skipped while marked.
+	if n := testutil.ToFloat64(f.srv.m.upRequests.WithLabelValues("rr", "error")); n > 2 {
+		t.Errorf("%v failed attempts for 2 dead targets, want at most 2", n)
+	}
+
+	// Every target dead: one attempt, 502.
+	g := newFixture(t, func(_ *fixture, o *Options) {
+		o.Routes = []Route{{Name: "dead", Targets: []string{deadURL, deadURL}, Auth: AuthNone}}
+	})
+	for range 3 {
+		r := g.get("/x")
+		if code, _ := r.denial(t); r.status != 502 || code != "upstream_unavailable" {
+			t.Errorf("all targets dead: %d %s", r.status, code)
+		}
 	}
 }
