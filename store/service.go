@@ -369,6 +369,12 @@ func (s *Service) modify(ctx context.Context, a Actor, id string, change func(tx
 			before = nil
 			return nil
 		}
+		if (cur.Enabled && !next.Enabled) || (cur.SessionsAllowed && !next.SessionsAllowed) {
+			// Disabling a key (or its sessions) ends its sessions for good:
+			// re-enabling a key disabled because it leaked must not bring
+			// back the cookies minted from it.
+			next.SessionEpoch++
+		}
 		next.UpdatedAt = now
 		if err := tx.UpdateKey(next.Clone()); err != nil {
 			return err

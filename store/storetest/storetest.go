@@ -262,6 +262,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) store.Backend) {
 		{"RotateWithoutGrace", testRotateWithoutGrace},
 		{"RotateWithGrace", testRotateWithGrace},
 		{"RevokeSessions", testRevokeSessions},
+		{"DisableEndsSessions", testDisableEndsSessions},
 		{"Delete", testDelete},
 		{"Bulk", testBulk},
 		{"PurgeExpired", testPurgeExpired},
@@ -957,6 +958,32 @@ func testRevokeSessions(t *testing.T, nb newBackendFunc) {
 	}
 	if _, err := f.svc.RevokeSessions(ctx, admin, "key_01NOSUCHKEY0000000000000000"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("RevokeSessions(missing) = %v, want ErrNotFound", err)
+	}
+}
+
+// testDisableEndsSessions pins that disabling a key (or its sessions) bumps
+// the session epoch, so re-enabling a key disabled because it leaked does
+// not bring its cookies back; enabling does not bump it again.
+func testDisableEndsSessions(t *testing.T, nb newBackendFunc) {
+	f := setup(t, nb, store.Options{})
+	ctx := context.Background()
+	ks := store.NewKeySource(f.b)
+	k := f.create(`{"name": "n", "user": "u"}`).Key
+	e0 := mustLookupID(t, ks, k.ID).SessionEpoch
+	if _, err := f.svc.SetEnabled(ctx, admin, k.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.SetEnabled(ctx, admin, k.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	if e1 := mustLookupID(t, ks, k.ID).SessionEpoch; e1 != e0+1 {
+		t.Errorf("after disable+enable session epoch %d → %d, want +1", e0, e1)
+	}
+	if _, err := f.svc.Update(ctx, admin, k.ID, []byte(`{"sessions_allowed": false}`)); err != nil {
+		t.Fatal(err)
+	}
+	if e2 := mustLookupID(t, ks, k.ID).SessionEpoch; e2 != e0+2 {
+		t.Errorf("after sessions_allowed=false session epoch %d → %d, want +2", e0, e2)
 	}
 }
 
