@@ -28,8 +28,8 @@ type Options struct {
 	// MaxConns caps the pool's connections (store.max_conns). Zero keeps
 	// the URL's pool_max_conns, or pgxpool's default.
 	MaxConns int
-	// QueryTimeout bounds each query, and the acquisition of a connection
-	// for it. Zero means 2s.
+	// QueryTimeout bounds each query, including the wait for a pooled
+	// connection. Zero means 2s.
 	QueryTimeout time.Duration
 	// ResyncInterval is how often Watch rereads recent changes to cover
 	// lost notifications. Zero means 5s.
@@ -43,6 +43,10 @@ const (
 	DefaultQueryTimeout   = 2 * time.Second
 	DefaultResyncInterval = 5 * time.Second
 )
+
+// minConnectTimeout is the least time a new connection is given, unless
+// the URL sets connect_timeout.
+const minConnectTimeout = 5 * time.Second
 
 // Postgres is a store.Backend on PostgreSQL. It is safe for concurrent use.
 type Postgres struct {
@@ -89,8 +93,11 @@ func open(ctx context.Context, url string, o Options, configure func(*pgxpool.Co
 	if o.MaxConns > 0 {
 		cfg.MaxConns = int32(o.MaxConns)
 	}
+	// A query waits for a connection only as long as its own timeout,
+	// but the connection being made goes on for the next query; give it
+	// longer, so a slow server still gets connections, yet not for ever.
 	if cfg.ConnConfig.ConnectTimeout == 0 {
-		cfg.ConnConfig.ConnectTimeout = p.timeout
+		cfg.ConnConfig.ConnectTimeout = max(p.timeout, minConnectTimeout)
 	}
 	// Server-side backstops for when our own timeouts cannot act (the
 	// process froze or the network failed mid-statement): the server ends a

@@ -48,6 +48,14 @@ func openURL(t *testing.T, url string, o Options, configure func(*pgxpool.Config
 	return p
 }
 
+// withParam adds a connection parameter to a URL.
+func withParam(url, param string) string {
+	if strings.Contains(url, "?") {
+		return url + "&" + param
+	}
+	return url + "?" + param
+}
+
 func digest(s string) [32]byte { return sha256.Sum256([]byte(s)) }
 
 func ptr(t time.Time) *time.Time { return &t }
@@ -931,8 +939,9 @@ func TestStoreDownIsUnavailable(t *testing.T) {
 func TestQueryTimeout(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
-	p, url := newStore(t, Options{QueryTimeout: 100 * time.Millisecond})
+	p, url := newStore(t, Options{})
 	insert(t, p, newKey("key_l", "", "l"))
+	short := openURL(t, withParam(url, "connect_timeout=30"), Options{QueryTimeout: 100 * time.Millisecond}, nil)
 	holder, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
@@ -946,7 +955,7 @@ func TestQueryTimeout(t *testing.T) {
 	if _, err := lock.Exec(ctx, "SELECT 1 FROM keys WHERE id = 'key_l' FOR UPDATE"); err != nil {
 		t.Fatal(err)
 	}
-	err = p.Update(ctx, func(tx store.Tx) error { _, err := tx.GetKey("key_l"); return err })
+	err = short.Update(ctx, func(tx store.Tx) error { _, err := tx.GetKey("key_l"); return err })
 	if !errors.Is(err, store.ErrUnavailable) {
 		t.Fatalf("GetKey on a locked row = %v, want ErrUnavailable", err)
 	}
@@ -1069,7 +1078,7 @@ func TestWatchReplacesSilentConnection(t *testing.T) {
 	}
 	fz := newFreezer(t, u.Host)
 	u.Host = fz.l.Addr().String()
-	p := openURL(t, u.String(), Options{ResyncInterval: 50 * time.Millisecond, QueryTimeout: 500 * time.Millisecond}, nil)
+	p := openURL(t, withParam(u.String(), "connect_timeout=30"), Options{ResyncInterval: 50 * time.Millisecond, QueryTimeout: 500 * time.Millisecond}, nil)
 	other := openURL(t, url, Options{}, nil)
 	ch, listening := watch(t, p)
 	waitListening(t, listening)
@@ -1091,18 +1100,14 @@ func TestServerSideTimeouts(t *testing.T) {
 		}
 		return v
 	}
-	p := openURL(t, url, Options{QueryTimeout: 250 * time.Millisecond}, nil)
+	p := openURL(t, withParam(url, "connect_timeout=30"), Options{QueryTimeout: 250 * time.Millisecond}, nil)
 	if got := show(p, "statement_timeout"); got != "1250ms" {
 		t.Errorf("statement_timeout = %s, want the query timeout plus a second", got)
 	}
 	if got := show(p, "idle_in_transaction_session_timeout"); got != "1min" {
 		t.Errorf("idle_in_transaction_session_timeout = %s, want 1min", got)
 	}
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
-	own := openURL(t, url+sep+"statement_timeout=7000", Options{}, nil)
+	own := openURL(t, withParam(url, "statement_timeout=7000"), Options{}, nil)
 	if got := show(own, "statement_timeout"); got != "7s" {
 		t.Errorf("statement_timeout set in the URL became %s, want 7s", got)
 	}
@@ -1114,12 +1119,8 @@ func TestMigrateWaitsPastStatementTimeout(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
-	sep := "?"
-	if strings.Contains(url, "?") {
-		sep = "&"
-	}
 	// statement_timeout becomes 1001ms; connecting gets its own timeout.
-	p := openURL(t, url+sep+"connect_timeout=30", Options{QueryTimeout: time.Millisecond}, nil)
+	p := openURL(t, withParam(url, "connect_timeout=30"), Options{QueryTimeout: time.Millisecond}, nil)
 	holder, err := pgx.Connect(ctx, url)
 	if err != nil {
 		t.Fatal(err)
