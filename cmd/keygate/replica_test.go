@@ -283,6 +283,20 @@ var outages = []struct {
 	}},
 }
 
+// waitMetric waits up to 15s for the sum of name{want} to reach min.
+func waitMetric(t *testing.T, in *instance, name string, want map[string]string, min float64) {
+	t.Helper()
+	var v float64
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if v = metricSum(t, in, name, want); v >= min {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s%v = %v after 15s, want at least %v", name, want, v, min)
+		}
+	}
+}
+
 // TestServeStoreDown (CONTRACT §5): with the store down, cached keys keep
 // working (past positive_ttl too, for stale_if_error), unknown keys get
 // 503 auth_unavailable with Retry-After, admin writes fail with 503
@@ -296,8 +310,16 @@ func TestServeStoreDown(t *testing.T) {
 			adminKey := newSecret(t)
 			a := startPostgresReplica(t, serveURL, upstream, adminKey, "cache:\n  positive_ttl: 2s\n")
 
+			resync0 := metricSum(t, a, "keygate_invalidations_total", map[string]string{"source": "resync"})
+			notify0 := metricSum(t, a, "keygate_invalidations_total", map[string]string{"source": "notify"})
 			k1 := a.createKey(adminKey, map[string]any{"name": "cached", "user": "erin"})
 			k2 := a.createKey(adminKey, map[string]any{"name": "other", "user": "frank"})
+			// A hears of its own two changes again, by notification and
+			// then by the next resync (every 5s), and each time drops the
+			// key from its cache. Let that pass, so that what the outage
+			// finds cached is what this test cached.
+			waitMetric(t, a, "keygate_invalidations_total", map[string]string{"source": "notify"}, notify0+2)
+			waitMetric(t, a, "keygate_invalidations_total", map[string]string{"source": "resync"}, resync0+2)
 			wantForwarded(t, "k1 before the outage", a.get(k1.Secret, "/r"), k1.ID, "erin")
 
 			restore := outage()
