@@ -366,6 +366,12 @@ func TestServeEmbedded(t *testing.T) {
 
 	k := in.createKey(adminKey, map[string]any{"name": "client", "user": "alice", "application": "shop"})
 	wantForwarded(t, "new key", in.get(k.Secret, "/orders"), k.ID, "alice")
+	// CONTRACT §6: a valid key without keygate:admin is forbidden on the
+	// admin API, a malformed one invalid; §3: a key whose only scope is
+	// keygate:admin (the bootstrap key) may use no proxy route.
+	wantDenied(t, "admin API with a proxy key", in.adminDo(k.Secret, "GET", "/v1/keys", nil), 403, "forbidden")
+	wantDenied(t, "admin API with a malformed key", in.adminDo("kg_nope", "GET", "/v1/keys", nil), 401, "invalid_key")
+	wantDenied(t, "proxy with the admin key", in.get(adminKey, "/orders"), 403, "route_not_allowed")
 	wantDenied(t, "no key", in.get("", "/orders"), 401, "missing_key")
 	wantDenied(t, "unknown key", in.get(newSecret(t), "/orders"), 401, "invalid_key")
 	if r := in.get(k.Secret, "/orders"); r.status == http.StatusOK {
@@ -490,5 +496,27 @@ func TestServeGracefulShutdown(t *testing.T) {
 			c.Close()
 			t.Errorf("%s still accepts connections after serve returned", addr)
 		}
+	}
+}
+
+// TestServeListenError: serve whose proxy address is taken fails at once
+// with status 1, naming the setting, instead of running half a server.
+func TestServeListenError(t *testing.T) {
+	dir := t.TempDir()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cfg := writeConfig(t, dir, embeddedConfig(dir, taken.Addr().String(), freeAddr(t), "http://127.0.0.1:3000"))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var out, errb syncBuffer
+	code := run(ctx, []string{"serve", "--config", cfg}, mapEnv(nil), &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "proxy.listen") {
+		t.Errorf("serve on a taken port: exit %d, stderr %q; want 1 naming proxy.listen", code, errb.String())
+	}
+	if ctx.Err() != nil {
+		t.Errorf("serve on a taken port ran until the test's deadline instead of failing")
 	}
 }
