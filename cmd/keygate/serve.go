@@ -373,8 +373,19 @@ func (s *server) watch(ctx context.Context) {
 }
 
 // warm loads the active keys into the cache (CONTRACT §5), retrying while
-// the store cannot answer; /readyz reports ready once it has.
+// the store cannot answer; /readyz reports ready once it has. On a store
+// that other replicas write to, it first waits until the change watcher is
+// synced: warming earlier would either miss a change made meanwhile or have
+// the watcher's first resync re-report recent changes and drop the keys just
+// loaded (a fresh replica must serve through an outage that starts at once).
 func (s *server) warm(ctx context.Context) {
+	if w, ok := s.raw.(interface{ Synced() <-chan struct{} }); ok && s.cfg.Store.Driver == config.DriverPostgres {
+		select {
+		case <-w.Synced():
+		case <-ctx.Done():
+			return
+		}
+	}
 	for ctx.Err() == nil {
 		n, err := s.warmOnce(ctx)
 		if err == nil {

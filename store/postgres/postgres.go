@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -62,7 +63,18 @@ type Postgres struct {
 	// closed ends every Watch when Close is called.
 	closed context.Context
 	close  context.CancelFunc
+
+	// synced is closed after a Watch's first successful resync (see Synced).
+	synced     chan struct{}
+	syncedOnce sync.Once
 }
+
+// Synced returns a channel closed once a Watch is listening and has
+// completed its first resync. From then on every committed change reaches
+// the watcher (by notification, or by the next resync), so a cache warmed
+// after Synced, from an epoch taken after it, cannot miss a change nor lose
+// its warm entries to the first resync's re-reports of earlier changes.
+func (p *Postgres) Synced() <-chan struct{} { return p.synced }
 
 // Open returns a store for the database at url. Like pgxpool.New it does
 // not connect: a server that is down now makes queries fail with
@@ -79,7 +91,7 @@ func open(ctx context.Context, url string, o Options, configure func(*pgxpool.Co
 		// The parse error would quote the URL, password and all.
 		return nil, errors.New("postgres: the store URL is not a valid PostgreSQL connection string")
 	}
-	p := &Postgres{timeout: o.QueryTimeout, resync: o.ResyncInterval, log: o.Logger, scanPage: defaultScanPage}
+	p := &Postgres{timeout: o.QueryTimeout, resync: o.ResyncInterval, log: o.Logger, scanPage: defaultScanPage, synced: make(chan struct{})}
 	if p.timeout <= 0 {
 		p.timeout = DefaultQueryTimeout
 	}
@@ -181,6 +193,14 @@ func (p *Postgres) wrap(ctx context.Context, err error) error {
 		if errors.Is(err, ours) {
 			return err // classified already
 		}
+	}
+	// A server that refuses the connection answers with a PgError too
+	// (55000 database not accepting connections, 3D000 no such database,
+	// 28P01 bad password): no query was answered, so the store is
+	// unavailable, whatever the SQLSTATE.
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &connErr) {
+		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
 	}
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {

@@ -165,9 +165,13 @@ func (p *Postgres) resyncLoop(ctx context.Context, kick <-chan struct{}, deliver
 		case <-t.C:
 		case <-kick:
 		}
-		if err := p.resyncOnce(ctx, st, deliver); err != nil && ctx.Err() == nil {
-			p.log.Warn("key change resync failed", "err", err)
+		if err := p.resyncOnce(ctx, st, deliver); err != nil {
+			if ctx.Err() == nil {
+				p.log.Warn("key change resync failed", "err", err)
+			}
+			continue
 		}
+		p.syncedOnce.Do(func() { close(p.synced) })
 	}
 }
 
