@@ -39,7 +39,7 @@ func (p *Postgres) View(ctx context.Context, fn func(store.Tx) error) error {
 	return p.run(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, false, fn)
 }
 
-func (p *Postgres) run(ctx context.Context, opts pgx.TxOptions, write bool, fn func(store.Tx) error) (err error) {
+func (p *Postgres) run(ctx context.Context, opts pgx.TxOptions, write bool, fn func(store.Tx) error) error {
 	bctx, cancel := context.WithTimeout(ctx, p.timeout)
 	ptx, err := p.pool.BeginTx(bctx, opts)
 	cancel()
