@@ -45,7 +45,11 @@ func openBackend(ctx context.Context, cfg *config.Config, log *slog.Logger, migr
 		pg, err := postgres.Open(ctx, cfg.Store.URL, postgres.Options{
 			MaxConns:     cfg.Store.MaxConns,
 			QueryTimeout: cfg.Store.QueryTimeout.Std(),
-			Logger:       log,
+			// CONTRACT §5: a change reaches every replica within 1 s even
+			// when its notification is lost, so the change log is reread
+			// twice a second (one indexed query per replica).
+			ResyncInterval: 500 * time.Millisecond,
+			Logger:         log,
 		})
 		if err != nil {
 			return nil, err
