@@ -1169,3 +1169,28 @@ func BenchmarkLookupDigest(b *testing.B) {
 		}
 	})
 }
+
+// Close ends a Watch that is still running.
+func TestCloseEndsWatch(t *testing.T) {
+	t.Parallel()
+	p, _ := newStore(t, Options{})
+	listening := make(chan struct{}, 1)
+	p.onListen = func() {
+		select {
+		case listening <- struct{}{}:
+		default:
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Watch(context.Background(), func(store.Change, bool) {}) }()
+	waitListening(t, listening)
+	p.Close()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Watch after Close returned %v, want context.Canceled", err)
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Watch still running after Close")
+	}
+}
