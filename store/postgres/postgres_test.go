@@ -1194,3 +1194,20 @@ func TestCloseEndsWatch(t *testing.T) {
 		t.Fatal("Watch still running after Close")
 	}
 }
+
+// Synced closes only once a Watch listens and has resynced.
+func TestSynced(t *testing.T) {
+	t.Parallel()
+	p, _ := newStore(t, Options{})
+	select {
+	case <-p.Synced():
+		t.Fatal("Synced closed before any Watch")
+	default:
+	}
+	watch(t, p)
+	select {
+	case <-p.Synced():
+	case <-time.After(waitFor):
+		t.Fatal("Synced never closed while watching")
+	}
+}

@@ -158,12 +158,14 @@ func (p *Postgres) resyncLoop(ctx context.Context, kick <-chan struct{}, deliver
 	st := &resyncState{seen: map[int64]time.Time{}}
 	t := time.NewTicker(p.resync)
 	defer t.Stop()
+	listened := false // a kick comes only once LISTEN is in place
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		case <-kick:
+			listened = true
 		}
 		if err := p.resyncOnce(ctx, st, deliver); err != nil {
 			if ctx.Err() == nil {
@@ -171,7 +173,9 @@ func (p *Postgres) resyncLoop(ctx context.Context, kick <-chan struct{}, deliver
 			}
 			continue
 		}
-		p.syncedOnce.Do(func() { close(p.synced) })
+		if listened {
+			p.syncedOnce.Do(func() { close(p.synced) })
+		}
 	}
 }
 
