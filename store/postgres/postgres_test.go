@@ -929,6 +929,12 @@ func TestStoreDownIsUnavailable(t *testing.T) {
 			t.Errorf("%s error reveals the password: %v", name, err)
 		}
 	}
+	// A server that answers but refuses the connection (here: no such
+	// database) is as unavailable as one that does not answer.
+	missing := openURL(t, pgtest.Current(t).DatabaseURL("keygate_no_such_database"), Options{}, nil)
+	if err := missing.Ping(ctx); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Ping of a missing database = %v, want ErrUnavailable", err)
+	}
 	if _, err := Open(ctx, "postgres://keygate:hunter2@[::1", Options{}); err == nil || strings.Contains(err.Error(), "hunter2") {
 		t.Errorf("Open(bad URL) = %v, want an error without the password", err)
 	}
