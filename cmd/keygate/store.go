@@ -54,13 +54,16 @@ func openBackend(ctx context.Context, cfg *config.Config, log *slog.Logger, migr
 		if err != nil {
 			return nil, err
 		}
+		mctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
 		if migrate {
-			mctx, cancel := context.WithTimeout(ctx, time.Minute)
-			defer cancel()
-			if err := pg.Migrate(mctx); err != nil {
-				pg.Close()
-				return nil, fmt.Errorf("migrate: %w", err)
-			}
+			err = pg.Migrate(mctx)
+		} else {
+			err = pg.CheckSchema(mctx) // refuse an out-of-date database up front
+		}
+		if err != nil {
+			pg.Close()
+			return nil, fmt.Errorf("postgres schema: %w", err)
 		}
 		return pg, nil
 	default:
