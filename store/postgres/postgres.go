@@ -59,6 +59,9 @@ type Postgres struct {
 	scanPage int
 	// onListen, when set, is called each time Watch starts listening.
 	onListen func()
+	// onResync, when set, is called after each successful resync with
+	// the start of the window it read (key_changes rows after from).
+	onResync func(from time.Time)
 
 	// closed ends every Watch when Close is called.
 	closed context.Context

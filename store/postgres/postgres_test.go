@@ -615,14 +615,13 @@ func TestResyncReportsOnce(t *testing.T) {
 	ctx := context.Background()
 	p, _ := newStore(t, Options{})
 	insert(t, p, newKey("key_1", "", "1"))
-	st := &resyncState{seen: map[int64]time.Time{}}
 	var got []string
-	deliver := func(c store.Change, resync bool) { got = append(got, c.KeyID) }
-	if err := p.resyncOnce(ctx, st, deliver); err != nil {
+	w := newWatcher(func(c store.Change, resync bool) { got = append(got, c.KeyID) })
+	if err := p.resyncOnce(ctx, w); err != nil {
 		t.Fatal(err)
 	}
 	insert(t, p, newKey("key_2", "", "2"))
-	if err := p.resyncOnce(ctx, st, deliver); err != nil {
+	if err := p.resyncOnce(ctx, w); err != nil {
 		t.Fatal(err)
 	}
 	if want := []string{"key_1", "key_2"}; !reflect.DeepEqual(got, want) {
@@ -641,19 +640,211 @@ func TestParsePayload(t *testing.T) {
 		in   string
 		ok   bool
 		want store.Change
+		seq  int64
 	}{
-		{fmt.Sprintf(`{"id":"key_1","d":["%x"]}`, d), true, store.Change{KeyID: "key_1", Digests: [][32]byte{d}}},
-		{`{"id":"key_1","d":[]}`, true, store.Change{KeyID: "key_1", Digests: [][32]byte{}}},
-		{`{"id":"key_1","d":["abcd"]}`, false, store.Change{}},
-		{fmt.Sprintf(`{"id":"key_1","d":["%x00"]}`, d), false, store.Change{}},
-		{`{"d":[]}`, false, store.Change{}},
-		{`not json`, false, store.Change{}},
+		{fmt.Sprintf(`{"id":"key_1","d":["%x"],"s":42}`, d), true, store.Change{KeyID: "key_1", Digests: [][32]byte{d}}, 42},
+		// From a replica that does not send the seq.
+		{fmt.Sprintf(`{"id":"key_1","d":["%x"]}`, d), true, store.Change{KeyID: "key_1", Digests: [][32]byte{d}}, 0},
+		{`{"id":"key_1","d":[]}`, true, store.Change{KeyID: "key_1", Digests: [][32]byte{}}, 0},
+		{`{"id":"key_1","d":[],"s":-1}`, false, store.Change{}, 0},
+		{`{"id":"key_1","d":[],"s":"1"}`, false, store.Change{}, 0},
+		{`{"id":"key_1","d":["abcd"]}`, false, store.Change{}, 0},
+		{fmt.Sprintf(`{"id":"key_1","d":["%x00"]}`, d), false, store.Change{}, 0},
+		{`{"d":[]}`, false, store.Change{}, 0},
+		{`not json`, false, store.Change{}, 0},
 	}
 	for _, tt := range tests {
-		got, ok := parsePayload(tt.in)
-		if ok != tt.ok || !reflect.DeepEqual(got, tt.want) {
-			t.Errorf("parsePayload(%q) = %v, %v; want %v, %v", tt.in, got, ok, tt.want, tt.ok)
+		got, seq, ok := parsePayload(tt.in)
+		if ok != tt.ok || seq != tt.seq || !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("parsePayload(%q) = %v, %d, %v; want %v, %d, %v", tt.in, got, seq, ok, tt.want, tt.seq, tt.ok)
 		}
+	}
+}
+
+// The payload a change is notified with parses back to the change and its
+// seq, and one that would pass NOTIFY's limit is not sent.
+func TestPayloadPrefix(t *testing.T) {
+	d := digest("x")
+	prefix, ok := payloadPrefix("key_1", [][]byte{d[:]})
+	if !ok {
+		t.Fatal("payloadPrefix refused a one-digest change")
+	}
+	c, seq, ok := parsePayload(prefix + "9223372036854775807}")
+	if want := (store.Change{KeyID: "key_1", Digests: [][32]byte{d}}); !ok || seq != 9223372036854775807 || !reflect.DeepEqual(c, want) {
+		t.Errorf("payload parsed as %v, %d, %v; want %v and the seq", c, seq, ok, want)
+	}
+	if _, ok := payloadPrefix("key_1", nil); !ok {
+		t.Error("payloadPrefix refused a change without digests")
+	}
+	many := make([][]byte, maxNotifyPayload/64)
+	for i := range many {
+		many[i] = d[:]
+	}
+	if prefix, ok := payloadPrefix("key_1", many); ok {
+		t.Errorf("payloadPrefix accepted a %d-byte prefix", len(prefix))
+	}
+}
+
+// resyncGate holds a Watch's resyncs for the test: after each successful
+// one, the start of its window is sent on reports, and the resyncing
+// goroutine waits for resume before it goes on.
+type resyncGate struct {
+	reports <-chan time.Time
+	resume  chan<- struct{}
+}
+
+// watchGated is watch with the resyncs held by a resyncGate.
+func watchGated(t *testing.T, p *Postgres) (<-chan delivery, <-chan struct{}, resyncGate) {
+	t.Helper()
+	reports, resume, done := make(chan time.Time), make(chan struct{}), make(chan struct{})
+	p.onResync = func(from time.Time) {
+		select {
+		case reports <- from:
+		case <-done:
+			return
+		}
+		select {
+		case <-resume:
+		case <-done:
+		}
+	}
+	ch, listening := watch(t, p)
+	// Registered after watch's cleanup, so run before it: a resync held
+	// here would keep Watch from returning.
+	t.Cleanup(func() { close(done) })
+	return ch, listening, resyncGate{reports, resume}
+}
+
+// nextResync lets the held resync go and waits for the next one; it
+// returns the start of that one's window.
+func (g resyncGate) nextResync(t *testing.T) time.Time {
+	t.Helper()
+	select {
+	case g.resume <- struct{}{}:
+	case <-time.After(waitFor):
+		t.Fatal("no resync held")
+	}
+	return g.held(t)
+}
+
+// held waits until a resync is held and returns the start of its window.
+func (g resyncGate) held(t *testing.T) time.Time {
+	t.Helper()
+	select {
+	case from := <-g.reports:
+		return from
+	case <-time.After(waitFor):
+		t.Fatal("no resync")
+	}
+	return time.Time{}
+}
+
+// A change a notification reported is not reported again by the resyncs
+// whose windows cover it, and a change recorded without a notification is
+// reported by them exactly once (as is one too big to notify).
+func TestWatchReportsEachChangeOnce(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p, url := newStore(t, Options{ResyncInterval: 50 * time.Millisecond})
+	other := openURL(t, url, Options{}, nil)
+	ch, listening, gate := watchGated(t, p)
+	waitListening(t, listening)
+	// While a resync is held, the notification is surely reported first.
+	gate.held(t)
+	insert(t, other, newKey("key_n", "", "n"))
+	next(t, ch, "key_n", false)
+	d := digest("missed")
+	if _, err := other.pool.Exec(ctx, "INSERT INTO key_changes (key_id, digests) VALUES ($1, $2)", "key_missed", [][]byte{d[:]}); err != nil {
+		t.Fatal(err)
+	}
+	// Too long a payload to notify: recorded only.
+	many := make([][]byte, maxNotifyPayload/64)
+	for i := range many {
+		many[i] = d[:]
+	}
+	mustUpdate(t, other, func(stx store.Tx) error { return stx.(*tx).changed("key_big", many) })
+	var at time.Time
+	if err := other.pool.QueryRow(ctx, "SELECT max(at) FROM key_changes").Scan(&at); err != nil {
+		t.Fatal(err)
+	}
+
+	// Let resyncs run until one's window starts after both changes: each
+	// before it reread them. fn sends each report before the resync
+	// that made it is held, so ch then holds every report.
+	n := 0
+	for from := gate.nextResync(t); !from.After(at); from = gate.nextResync(t) {
+		n++
+	}
+	if n == 0 {
+		t.Fatal("no resync window covered the changes")
+	}
+	type count struct{ notified, resynced int }
+	counts := map[string]count{}
+	for len(ch) > 0 {
+		d := <-ch
+		c := counts[d.c.KeyID]
+		if d.resync {
+			c.resynced++
+		} else {
+			c.notified++
+		}
+		counts[d.c.KeyID] = c
+	}
+	if c := counts["key_n"]; c != (count{0, 0}) {
+		t.Errorf("after %d resyncs covering it, the notified change was reported %d more times by notification, %d by resync; want none", n, c.notified, c.resynced)
+	}
+	for _, id := range []string{"key_missed", "key_big"} {
+		if c := counts[id]; c != (count{0, 1}) {
+			t.Errorf("after %d resyncs covering it, unnotified change %s was reported %d times by notification, %d by resync; want once by resync", n, id, c.notified, c.resynced)
+		}
+	}
+}
+
+// Notified changes are remembered as long as a resync window can cover
+// them and no longer, whether or not a resync read them; a notification
+// without a seq (from an older replica) is reported again by resync.
+func TestResyncSkipsNotified(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	p, _ := newStore(t, Options{})
+	insert(t, p, newKey("key_1", "", "1"), newKey("key_2", "", "2"))
+	seqs := map[string]int64{}
+	rows, err := p.pool.Query(ctx, "SELECT key_id, seq FROM key_changes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	var seq int64
+	if _, err := pgx.ForEachRow(rows, []any{&id, &seq}, func() error { seqs[id] = seq; return nil }); err != nil || len(seqs) != 2 {
+		t.Fatalf("key_changes = %v (err %v), want both keys", seqs, err)
+	}
+	var at time.Time
+	if err := p.pool.QueryRow(ctx, "SELECT max(at) FROM key_changes").Scan(&at); err != nil {
+		t.Fatal(err)
+	}
+	var got []delivery
+	w := newWatcher(func(c store.Change, resync bool) { got = append(got, delivery{store.Change{KeyID: c.KeyID}, resync}) })
+	w.notified(store.Change{KeyID: "key_1"}, seqs["key_1"])
+	w.notified(store.Change{KeyID: "key_2"}, 0)
+	const unread = 1 << 40 // a seq no resync reads
+	w.notified(store.Change{KeyID: "key_unread"}, unread)
+	if err := p.resyncOnce(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	want := []delivery{{store.Change{KeyID: "key_1"}, false}, {store.Change{KeyID: "key_2"}, false}, {store.Change{KeyID: "key_unread"}, false}, {store.Change{KeyID: "key_2"}, true}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("reported %v, want %v", got, want)
+	}
+	if w.seen[seqs["key_1"]].IsZero() || w.seen[unread].IsZero() {
+		t.Errorf("after a resync seen = %v, want every change timed", w.seen)
+	}
+	// A resync whose window starts after the changes forgets them all.
+	w.last = at.Add(resyncOverlap + time.Second)
+	if err := p.resyncOnce(ctx, w); err != nil {
+		t.Fatal(err)
+	}
+	if len(w.seen) != 0 {
+		t.Errorf("after the window passed seen = %v, want empty", w.seen)
 	}
 }
 

@@ -16,12 +16,19 @@ import (
 )
 
 // notifyChannel carries key changes between replicas. The payload is
-// {"id": key id, "d": [hex digests]}.
+// {"id": key id, "d": [hex digests], "s": key_changes seq}; replicas from
+// before "s" neither send nor read it (a payload without it is a change
+// that resyncs report again).
 const notifyChannel = "keygate_changes"
+
+// maxNotifyPayload is the longest payload NOTIFY accepts (it must be
+// shorter than 8000 bytes).
+const maxNotifyPayload = 7999
 
 type changePayload struct {
 	ID      string   `json:"id"`
 	Digests []string `json:"d"`
+	Seq     int64    `json:"s,omitempty"`
 }
 
 var errReadOnly = errors.New("postgres: write in a read-only transaction")
@@ -265,22 +272,39 @@ func (t *tx) DeleteKey(id string) error {
 }
 
 // changed records a key change for resyncs and notifies it; the
-// notification is delivered when the transaction commits.
+// notification is delivered when the transaction commits. It carries the
+// change's seq, so that watchers' resyncs skip what it reported.
 func (t *tx) changed(id string, digests [][]byte) error {
+	prefix, ok := payloadPrefix(id, digests)
+	if digests == nil {
+		digests = [][]byte{}
+	}
+	if !ok {
+		// Too long to notify (not with ids and digests as keygate makes
+		// them): watchers learn of it from their next resync.
+		_, err := t.exec(`INSERT INTO key_changes (key_id, digests) VALUES ($1, $2)`, id, digests)
+		return err
+	}
+	_, err := t.exec(`WITH c AS (INSERT INTO key_changes (key_id, digests) VALUES ($1, $2) RETURNING seq)
+		SELECT pg_notify($3, $4::text || c.seq::text || '}') FROM c`, id, digests, notifyChannel, prefix)
+	return err
+}
+
+// payloadPrefix is the notification payload of a change up to its seq,
+// which the INSERT that records the change appends with the closing brace;
+// false when the whole might not fit in a notification.
+func payloadPrefix(id string, digests [][]byte) (string, bool) {
 	pl := changePayload{ID: id, Digests: make([]string, len(digests))}
 	for i, d := range digests {
 		pl.Digests[i] = hex.EncodeToString(d)
 	}
-	payload, err := json.Marshal(pl)
+	b, err := json.Marshal(pl) // {"id":…,"d":[…]}, without "s"
 	if err != nil {
-		return err
+		return "", false
 	}
-	if digests == nil {
-		digests = [][]byte{}
-	}
-	_, err = t.exec(`WITH c AS (INSERT INTO key_changes (key_id, digests) VALUES ($1, $2))
-		SELECT pg_notify($3, $4)`, id, digests, notifyChannel, string(payload))
-	return err
+	prefix := string(b[:len(b)-1]) + `,"s":`
+	const maxSeq = len("9223372036854775807}")
+	return prefix, len(prefix)+maxSeq <= maxNotifyPayload
 }
 
 func (t *tx) ListKeys(f store.ListFilter) ([]*store.Key, error) {

@@ -30,8 +30,10 @@ const (
 // called), then returns ctx's error. It LISTENs on a connection of its own,
 // checks it after each quiet ResyncInterval, and reconnects with backoff
 // when it fails; after each (re)connect and every
-// ResyncInterval it rereads recent key_changes and reports each change not
-// reported by a previous resync with resync true. fn is never called
+// ResyncInterval it rereads recent key_changes and reports each change
+// neither a previous resync nor a notification has reported, with resync
+// true. (A notification arriving after a resync reported its change is
+// still reported: notifications are never held back.) fn is never called
 // concurrently.
 func (p *Postgres) Watch(ctx context.Context, fn func(c store.Change, resync bool)) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -39,25 +41,55 @@ func (p *Postgres) Watch(ctx context.Context, fn func(c store.Change, resync boo
 	stop := context.AfterFunc(p.closed, cancel)
 	defer stop()
 
-	var mu sync.Mutex
-	deliver := func(c store.Change, resync bool) {
-		mu.Lock()
-		defer mu.Unlock()
-		fn(c, resync)
-	}
+	w := newWatcher(fn)
 	kick := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		p.resyncLoop(ctx, kick, deliver)
+		p.resyncLoop(ctx, kick, w)
 	}()
-	p.listenLoop(ctx, kick, deliver)
+	p.listenLoop(ctx, kick, w)
 	wg.Wait()
 	return ctx.Err()
 }
 
-func (p *Postgres) listenLoop(ctx context.Context, kick chan<- struct{}, deliver func(store.Change, bool)) {
+// watcher is one Watch's state, shared by its listening and its resyncing
+// goroutine. Both record the changes they report in seen, so that a resync
+// does not report again a change a notification already reported: every
+// report makes the caller drop cached keys, and a key dropped twice costs
+// a second store query, or a 503 if the store went down in between.
+type watcher struct {
+	fn func(store.Change, bool)
+
+	mu sync.Mutex // serializes fn; guards seen
+	// seen holds the changes reported, by seq, with their key_changes
+	// time; the zero time for a notified change no resync has read yet.
+	// A change leaves it once it is older than every resync's window.
+	seen map[int64]time.Time
+
+	// Only the resyncing goroutine uses these.
+	last   time.Time // server time at the start of the last successful resync
+	pruned time.Time // local time of the last pruning of key_changes
+}
+
+func newWatcher(fn func(store.Change, bool)) *watcher {
+	return &watcher{fn: fn, seen: map[int64]time.Time{}}
+}
+
+// notified reports a change that arrived by notification. seq is its
+// key_changes seq, 0 when the sender did not say (an older replica): a
+// later resync then reports it again.
+func (w *watcher) notified(c store.Change, seq int64) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.seen[seq]; seq > 0 && !ok {
+		w.seen[seq] = time.Time{}
+	}
+	w.fn(c, false)
+}
+
+func (p *Postgres) listenLoop(ctx context.Context, kick chan<- struct{}, w *watcher) {
 	backoff := minBackoff
 	for {
 		err := p.listen(ctx, func() {
@@ -66,7 +98,7 @@ func (p *Postgres) listenLoop(ctx context.Context, kick chan<- struct{}, deliver
 			case kick <- struct{}{}:
 			default:
 			}
-		}, deliver)
+		}, w)
 		if ctx.Err() != nil {
 			return
 		}
@@ -80,7 +112,7 @@ func (p *Postgres) listenLoop(ctx context.Context, kick chan<- struct{}, deliver
 
 // listen connects, LISTENs and delivers notifications until an error.
 // connected runs once the LISTEN is in place.
-func (p *Postgres) listen(ctx context.Context, connected func(), deliver func(store.Change, bool)) error {
+func (p *Postgres) listen(ctx context.Context, connected func(), w *watcher) error {
 	cctx, cancel := context.WithTimeout(ctx, p.timeout)
 	conn, err := pgx.ConnectConfig(cctx, p.pool.Config().ConnConfig.Copy())
 	if err == nil {
@@ -119,43 +151,37 @@ func (p *Postgres) listen(ctx context.Context, connected func(), deliver func(st
 		if err != nil {
 			return p.wrap(ctx, err)
 		}
-		c, ok := parsePayload(n.Payload)
+		c, seq, ok := parsePayload(n.Payload)
 		if !ok {
 			p.log.Warn("ignoring a malformed key change notification")
 			continue
 		}
-		deliver(c, false)
+		w.notified(c, seq)
 	}
 }
 
-func parsePayload(s string) (store.Change, bool) {
+// parsePayload decodes a notification: the change and its key_changes seq
+// (0 when the payload has none, as from an older replica).
+func parsePayload(s string) (store.Change, int64, bool) {
 	var pl changePayload
-	if err := json.Unmarshal([]byte(s), &pl); err != nil || pl.ID == "" {
-		return store.Change{}, false
+	if err := json.Unmarshal([]byte(s), &pl); err != nil || pl.ID == "" || pl.Seq < 0 {
+		return store.Change{}, 0, false
 	}
 	c := store.Change{KeyID: pl.ID, Digests: make([][32]byte, 0, len(pl.Digests))}
 	for _, h := range pl.Digests {
 		var d [32]byte
 		if len(h) != hex.EncodedLen(len(d)) {
-			return store.Change{}, false
+			return store.Change{}, 0, false
 		}
 		if _, err := hex.Decode(d[:], []byte(h)); err != nil {
-			return store.Change{}, false
+			return store.Change{}, 0, false
 		}
 		c.Digests = append(c.Digests, d)
 	}
-	return c, true
+	return c, pl.Seq, true
 }
 
-// resyncState is what one Watch remembers between resyncs.
-type resyncState struct {
-	last   time.Time           // server time at the start of the last successful resync
-	seen   map[int64]time.Time // changes reported by resyncs, by seq, with their time
-	pruned time.Time           // local time of the last pruning
-}
-
-func (p *Postgres) resyncLoop(ctx context.Context, kick <-chan struct{}, deliver func(store.Change, bool)) {
-	st := &resyncState{seen: map[int64]time.Time{}}
+func (p *Postgres) resyncLoop(ctx context.Context, kick <-chan struct{}, w *watcher) {
 	t := time.NewTicker(p.resync)
 	defer t.Stop()
 	listened := false // a kick comes only once LISTEN is in place
@@ -167,7 +193,7 @@ func (p *Postgres) resyncLoop(ctx context.Context, kick <-chan struct{}, deliver
 		case <-kick:
 			listened = true
 		}
-		if err := p.resyncOnce(ctx, st, deliver); err != nil {
+		if err := p.resyncOnce(ctx, w); err != nil {
 			if ctx.Err() == nil {
 				p.log.Warn("key change resync failed", "err", err)
 			}
@@ -180,16 +206,16 @@ func (p *Postgres) resyncLoop(ctx context.Context, kick <-chan struct{}, deliver
 }
 
 // resyncOnce reports the changes recorded since shortly before the
-// previous resync (since shortly before now, the first time) that no
-// resync has reported yet.
-func (p *Postgres) resyncOnce(ctx context.Context, st *resyncState, deliver func(store.Change, bool)) error {
+// previous resync (since shortly before now, the first time) that neither
+// a resync nor a notification has reported yet.
+func (p *Postgres) resyncOnce(ctx context.Context, w *watcher) error {
 	qctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	var now time.Time
 	if err := p.pool.QueryRow(qctx, "SELECT now()").Scan(&now); err != nil {
 		return p.wrap(ctx, err)
 	}
-	from := st.last
+	from := w.last
 	if from.IsZero() {
 		from = now
 	}
@@ -198,15 +224,9 @@ func (p *Postgres) resyncOnce(ctx context.Context, st *resyncState, deliver func
 	if err != nil {
 		return p.wrap(ctx, err)
 	}
-	type row struct {
-		seq     int64
-		id      string
-		digests [][]byte
-		at      time.Time
-	}
-	var changes []row
+	var changes []changeRow
 	for rows.Next() {
-		var r row
+		var r changeRow
 		if err := rows.Scan(&r.seq, &r.id, &r.digests, &r.at); err != nil {
 			rows.Close()
 			return p.wrap(ctx, err)
@@ -216,16 +236,40 @@ func (p *Postgres) resyncOnce(ctx context.Context, st *resyncState, deliver func
 	if err := rows.Err(); err != nil {
 		return p.wrap(ctx, err)
 	}
-	for seq, at := range st.seen {
-		if !at.After(from) {
-			delete(st.seen, seq)
+	w.resynced(changes, from, now)
+	w.last = now
+	if time.Since(w.pruned) >= pruneEvery {
+		w.pruned = time.Now()
+		if _, err := p.pool.Exec(qctx, "DELETE FROM key_changes WHERE at < now() - interval '24 hours'"); err != nil {
+			return p.wrap(ctx, err)
 		}
 	}
+	if p.onResync != nil {
+		p.onResync(from)
+	}
+	return nil
+}
+
+// changeRow is a key_changes row.
+type changeRow struct {
+	seq     int64
+	id      string
+	digests [][]byte
+	at      time.Time
+}
+
+// resynced reports the changes a resync read from key_changes rows after
+// from, starting at server time now, that were not reported yet, and
+// forgets the changes no later resync can read.
+func (w *watcher) resynced(changes []changeRow, from, now time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	for _, r := range changes {
-		if _, dup := st.seen[r.seq]; dup {
+		if _, dup := w.seen[r.seq]; dup {
+			w.seen[r.seq] = r.at // a notified change gets its time
 			continue
 		}
-		st.seen[r.seq] = r.at
+		w.seen[r.seq] = r.at
 		c := store.Change{KeyID: r.id, Digests: make([][32]byte, 0, len(r.digests))}
 		for _, d := range r.digests {
 			var a [32]byte
@@ -233,16 +277,21 @@ func (p *Postgres) resyncOnce(ctx context.Context, st *resyncState, deliver func
 				c.Digests = append(c.Digests, a)
 			}
 		}
-		deliver(c, true)
+		w.fn(c, true)
 	}
-	st.last = now
-	if time.Since(st.pruned) >= pruneEvery {
-		st.pruned = time.Now()
-		if _, err := p.pool.Exec(qctx, "DELETE FROM key_changes WHERE at < now() - interval '24 hours'"); err != nil {
-			return p.wrap(ctx, err)
+	// Rows at or before from are no later resync's business, so neither
+	// are their seqs. A notified change this resync did not read (it
+	// committed after the query began, or long after it was recorded)
+	// is timed now: its row, if at all in a later window, is read by the
+	// next resync, which gives it its own time before from can pass now.
+	for seq, at := range w.seen {
+		switch {
+		case at.IsZero():
+			w.seen[seq] = now
+		case !at.After(from):
+			delete(w.seen, seq)
 		}
 	}
-	return nil
 }
 
 // sleep waits d or until ctx ends; false when ctx ended.
