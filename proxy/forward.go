@@ -145,6 +145,8 @@ func (s *Server) roundTrip(rt *route, st *reqState, out *fasthttp.Request, resp 
 			out.URI().SetScheme("https")
 		}
 		start := time.Now()
+		st.upDeadline = start.Add(rt.timeout)
+		out.SetUserValue(deadlineKey{}, st)
 		err := u.client.DoTimeout(out, resp, rt.timeout)
 		rt.metrics.upDuration.Observe(time.Since(start).Seconds())
 		if err == nil {

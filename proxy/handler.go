@@ -27,6 +27,8 @@ type reqState struct {
 	proto []byte   // X-Forwarded-Proto received
 	fhost []byte   // X-Forwarded-Host received
 
+	upDeadline time.Time // bounds the exchange with the upstream (upstreamTransport)
+
 	sessionWanted bool
 }
 

@@ -163,10 +163,10 @@ func (s *Server) newRoute(r Route) (*route, error) {
 				MaxConnWaitTimeout: rt.timeout,
 				ReadTimeout:        rt.timeout,
 				WriteTimeout:       rt.timeout,
-				// Responses stream to the client as they arrive, so a
-				// large download is never held in memory; the route
-				// timeout still bounds the whole exchange.
-				StreamResponseBody:            true,
+				// Large responses stream to the client as they arrive,
+				// small ones are read whole (upstreamTransport); the
+				// route timeout still bounds the whole exchange.
+				Transport:                     &upstreamTransport{timeout: rt.timeout},
 				DisablePathNormalizing:        true,
 				DisableHeaderNamesNormalizing: true,
 				NoDefaultUserAgentHeader:      true,

@@ -1,0 +1,208 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// maxBufferedBody is the largest upstream response body, by its
+// Content-Length, that is read whole before the response is sent on. Any
+// larger body, and a body of unknown length, streams.
+const maxBufferedBody = 16 << 10
+
+// maxInterimResponses bounds the 1xx responses read before the final one,
+// as fasthttp does.
+const maxInterimResponses = 100
+
+// upstreamTransport is fasthttp's default HostClient transport (v1.77)
+// except in how it reads the response body. The client's
+// StreamResponseBody streams every body, and on the small responses that
+// are nearly all of an API's that costs allocations, a copy and an
+// upstream connection held until the client has its answer. Here a body
+// whose Content-Length is at most maxBufferedBody is read whole and the
+// connection goes back to the pool at once; every other body streams to
+// the client as it arrives, so a large download is still never held in
+// memory, and its connection is released when the stream is closed.
+//
+// The clients using it have no MaxConnDuration, and their timeouts are the
+// route timeout, which bounds the whole exchange: write and read share the
+// deadline roundTrip records (upDeadline), across retries too.
+type upstreamTransport struct {
+	timeout time.Duration
+}
+
+// deadlineKey is the request user value holding the *reqState whose
+// upDeadline bounds the exchange.
+type deadlineKey struct{}
+
+func (t *upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (retry bool, err error) {
+	var deadline time.Time
+	if st, ok := req.UserValue(deadlineKey{}).(*reqState); ok && !st.upDeadline.IsZero() {
+		deadline = st.upDeadline
+	} else {
+		deadline = time.Now().Add(t.timeout)
+	}
+	wait := time.Until(deadline)
+	if wait <= 0 {
+		return false, fasthttp.ErrTimeout
+	}
+	cc, err := hc.AcquireConn(wait, req.ConnectionClose())
+	if err != nil {
+		return false, err
+	}
+	conn := cc.Conn()
+	resp.ParseNetConn(conn)
+
+	if err = conn.SetWriteDeadline(deadline); err != nil {
+		hc.CloseConn(cc)
+		return true, err
+	}
+	bw := hc.AcquireWriter(conn)
+	err = req.Write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	hc.ReleaseWriter(bw)
+	if x, ok := err.(interface{ Timeout() bool }); ok && x.Timeout() {
+		err = fasthttp.ErrTimeout
+	}
+	if err != nil {
+		hc.CloseConn(cc)
+		return true, err
+	}
+
+	if err = conn.SetReadDeadline(deadline); err != nil {
+		hc.CloseConn(cc)
+		return true, err
+	}
+	if req.Header.IsHead() {
+		resp.SkipBody = true
+	}
+	if hc.DisableHeaderNamesNormalizing {
+		resp.Header.DisableNormalizing()
+	}
+	br := hc.AcquireReader(conn)
+	stream := false
+	resp.ResetBody()
+	err = resp.Header.Read(br)
+	for n := 0; err == nil && isInterim(resp.Header.StatusCode()); n++ {
+		if n >= maxInterimResponses {
+			err = errTooManyInterim
+			break
+		}
+		err = resp.Header.Read(br)
+	}
+	if err == nil && !skipsBody(resp) {
+		if cl := resp.Header.ContentLength(); cl >= 0 && cl <= maxBufferedBody {
+			resp.StreamBody = false
+			err = resp.ReadBody(br, maxBufferedBody)
+		} else {
+			stream = true
+		}
+	}
+	if err != nil {
+		hc.ReleaseReader(br)
+		hc.CloseConn(cc)
+		// Like fasthttp: retry (an idempotent request) unless the body
+		// was too large, which it would be again.
+		return err != fasthttp.ErrBodyTooLarge, err
+	}
+	closeConn := req.ConnectionClose() || resp.ConnectionClose()
+	if !stream {
+		hc.ReleaseReader(br)
+		if closeConn {
+			hc.CloseConn(cc)
+		} else {
+			hc.ReleaseConn(cc)
+		}
+		return false, nil
+	}
+
+	// The body streams from a second Response holding a copy of the head
+	// (fasthttp offers no way to wrap resp's own stream without ending
+	// it); the copy also keeps the upstream's Connection header, which the
+	// proxy strips from resp before the body is read.
+	up := fasthttp.AcquireResponse()
+	resp.Header.CopyTo(&up.Header)
+	up.StreamBody = true
+	if err = up.ReadBody(br, 0); err != nil {
+		fasthttp.ReleaseResponse(up)
+		hc.ReleaseReader(br)
+		hc.CloseConn(cc)
+		return false, err
+	}
+	sb := &streamedBody{up: up, trailers: &resp.Header}
+	sb.release = func(reuse bool) {
+		hc.ReleaseReader(br)
+		if reuse && !closeConn && !up.Header.ConnectionClose() {
+			hc.ReleaseConn(cc)
+		} else {
+			hc.CloseConn(cc)
+		}
+	}
+	size := resp.Header.ContentLength()
+	if size < 0 {
+		size = -1 // chunked to the client, as fasthttp sends any stream of unknown length
+	}
+	resp.SetBodyStream(sb, size)
+	return false, nil
+}
+
+var errTooManyInterim = errors.New("proxy: too many interim responses from the upstream")
+
+func isInterim(status int) bool {
+	return status >= 100 && status <= 199 && status != fasthttp.StatusSwitchingProtocols
+}
+
+// skipsBody reports a response that has no body: to a HEAD request, or
+// 1xx, 204 and 304.
+func skipsBody(resp *fasthttp.Response) bool {
+	s := resp.Header.StatusCode()
+	return resp.SkipBody || s >= 100 && s <= 199 || s == fasthttp.StatusNoContent || s == fasthttp.StatusNotModified
+}
+
+// streamedBody is a response body streaming from the upstream connection.
+// The server reads it to the end and closes it, on the handler's
+// goroutine; Close gives the connection back (or closes it when the body
+// was not read to its end) and moves any trailers the upstream sent to the
+// response being written.
+type streamedBody struct {
+	up       *fasthttp.Response
+	trailers *fasthttp.ResponseHeader
+	release  func(reuse bool)
+	eof      bool
+	closed   bool
+}
+
+func (b *streamedBody) Read(p []byte) (int, error) {
+	if b.closed {
+		return 0, io.ErrClosedPipe
+	}
+	n, err := b.up.BodyStream().Read(p)
+	if err == io.EOF && !b.eof {
+		b.eof = true
+		if raw := b.up.Header.TrailerHeader(); len(raw) > 2 {
+			if terr := b.trailers.ReadTrailer(bufio.NewReader(bytes.NewReader(raw))); terr != nil {
+				b.eof = false
+				return n, terr
+			}
+		}
+	}
+	return n, err
+}
+
+func (b *streamedBody) Close() error {
+	if b.closed {
+		return nil
+	}
+	b.closed = true
+	err := b.up.CloseBodyStream()
+	b.release(b.eof && err == nil)
+	fasthttp.ReleaseResponse(b.up)
+	return err
+}
