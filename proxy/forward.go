@@ -131,9 +131,12 @@ func addIdentity(out *fasthttp.Request, name []byte, v string) {
 func (s *Server) roundTrip(rt *route, st *reqState, out *fasthttp.Request, resp *fasthttp.Response, query []byte) error {
 	n := len(rt.targets)
 	first := int(rt.next.Add(1) % uint32(n))
-	now := time.Now().UnixNano()
+	// One clock read serves the health check and the first attempt.
+	t0 := time.Now()
+	now := t0.UnixNano()
 	healthy := s.anyHealthy(rt, now)
 	lastErr := errUpstreamUnavailable
+	tried := false
 	for i := 0; i < n; i++ {
 		u := rt.targets[(first+i)%n]
 		if healthy && u.downUntil.Load() > now {
@@ -144,10 +147,16 @@ func (s *Server) roundTrip(rt *route, st *reqState, out *fasthttp.Request, resp 
 		if u.client.IsTLS {
 			out.URI().SetScheme("https")
 		}
-		start := time.Now()
+		start := t0
+		if tried {
+			start = time.Now()
+		}
+		tried = true
+		// upstreamTransport bounds the exchange by this deadline, as
+		// DoTimeout would, without Do reading the clock again for it.
 		st.upDeadline = start.Add(rt.timeout)
 		out.SetUserValue(deadlineKey{}, st)
-		err := u.client.DoTimeout(out, resp, rt.timeout)
+		err := u.client.Do(out, resp)
 		rt.metrics.upDuration.Observe(time.Since(start).Seconds())
 		if err == nil {
 			u.downUntil.Store(0)

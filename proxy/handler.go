@@ -175,7 +175,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 
 	var d decision
 	if rt.auth != authNone {
-		now := s.opts.Now()
+		now := start // the default clock: no second read
+		if !s.realClock {
+			now = s.opts.Now()
+		}
 		var err error
 		d, err = s.authenticate(s.baseCtx, st, req, query, rt, client, now)
 		res := resultFor(err)

@@ -25,9 +25,10 @@ const unhealthyFor = 5 * time.Second
 
 // Server is the proxy. Create it with New; it is safe for concurrent use.
 type Server struct {
-	opts Options
-	keys auth.KeyStore
-	tls  *tls.Config
+	opts      Options
+	realClock bool // Options.Now was left to time.Now
+	keys      auth.KeyStore
+	tls       *tls.Config
 
 	hdrSources   []headerSource
 	querySources []string
@@ -57,11 +58,12 @@ type Server struct {
 // New validates o, applies its defaults and builds a Server. Nothing is
 // listened on until Serve.
 func New(o Options) (*Server, error) {
+	realClock := o.Now == nil
 	o.setDefaults()
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
-	s := &Server{opts: o, keys: o.Keys, tls: o.TLS}
+	s := &Server{opts: o, keys: o.Keys, tls: o.TLS, realClock: realClock}
 	if s.tls == nil && o.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
 		if err != nil {
