@@ -450,14 +450,15 @@ func (s *Service) Rotate(ctx context.Context, a Actor, id string, grace time.Dur
 		return nil, err
 	}
 	_, k, err := s.modify(ctx, a, id, func(_ Tx, cur, next *Key, now time.Time) (string, error) {
-		next.PreviousDigest = [32]byte{}
-		next.PreviousSecretExpiresAt = nil
+		// The old secret is kept as the previous one even without grace
+		// (expiring now), so a client still using it is told key_expired
+		// rather than invalid_key (CONTRACT §4: "a rotated-out secret past
+		// its grace"). Only one previous secret is kept.
+		until := normTime(now.Add(grace))
+		next.PreviousDigest = cur.Digest
+		next.PreviousSecretExpiresAt = &until
 		next.PreviousSecretLastUsedAt = nil
-		if grace > 0 {
-			until := normTime(now.Add(grace))
-			next.PreviousDigest = cur.Digest
-			next.PreviousSecretExpiresAt = &until
-		} else {
+		if grace == 0 {
 			next.SessionEpoch++
 		}
 		rotated := now

@@ -388,9 +388,9 @@ func TestServeEmbedded(t *testing.T) {
 	wantForwarded(t, "request right after enable", in.get(k.Secret, "/orders"), k.ID, "alice")
 
 	newSec := in.rotate(adminKey, k.ID)
-	if r := in.get(k.Secret, "/orders"); r.status != http.StatusUnauthorized {
-		t.Errorf("old secret right after rotate without grace = %s, want 401", r)
-	}
+	// CONTRACT §4: a rotated-out secret past its grace (here: none) is
+	// key_expired, not invalid_key.
+	wantDenied(t, "old secret right after rotate without grace", in.get(k.Secret, "/orders"), 401, "key_expired")
 	wantForwarded(t, "new secret after rotate", in.get(newSec, "/orders"), k.ID, "alice")
 
 	in.mustAdmin(adminKey, http.StatusNoContent, "DELETE", "/v1/keys/"+k.ID, nil)

@@ -824,8 +824,8 @@ func testRotateWithoutGrace(t *testing.T, nb newBackendFunc) {
 	if r.Secret == c.Secret || !auth.ValidSecret("kg", []byte(r.Secret)) {
 		t.Fatalf("rotated secret %q: not new or not valid", r.Secret)
 	}
-	if r.PreviousExpiresAt != nil || r.Key.PreviousSecretExpiresAt != nil {
-		t.Errorf("no grace: previous expires at %v / %v, want none", r.PreviousExpiresAt, r.Key.PreviousSecretExpiresAt)
+	if rotatedAt := ptime(start.Add(time.Minute)); !sameTime(r.PreviousExpiresAt, rotatedAt) || !sameTime(r.Key.PreviousSecretExpiresAt, rotatedAt) {
+		t.Errorf("no grace: previous expires at %v / %v, want the rotation time", r.PreviousExpiresAt, r.Key.PreviousSecretExpiresAt)
 	}
 	if !sameTime(r.Key.SecretRotatedAt, ptime(start.Add(time.Minute))) || r.Key.Hint != auth.Hint(r.Secret) {
 		t.Errorf("secret_rotated_at %v, hint %q", r.Key.SecretRotatedAt, r.Key.Hint)
@@ -833,8 +833,10 @@ func testRotateWithoutGrace(t *testing.T, nb newBackendFunc) {
 	if _, err := f.svc.Lookup(ctx, c.Secret); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("Lookup(old secret) after rotation without grace = %v, want ErrNotFound", err)
 	}
-	if _, err := ks.LookupKey(ctx, auth.Digest([]byte(c.Secret))); !errors.Is(err, auth.ErrKeyNotFound) {
-		t.Errorf("KeySource.LookupKey(old digest) = %v, want auth.ErrKeyNotFound", err)
+	// The hot path still finds the old secret, as expired: key_expired.
+	if old, err := ks.LookupKey(ctx, auth.Digest([]byte(c.Secret))); err != nil || !old.Previous ||
+		!errors.Is(old.CheckState(f.clock.Now()), auth.ErrKeyExpired) {
+		t.Errorf("KeySource.LookupKey(old digest) = %+v, %v; want the key as an expired previous secret", old, err)
 	}
 	if k, err := f.svc.Lookup(ctx, r.Secret); err != nil || k.ID != c.Key.ID {
 		t.Errorf("Lookup(new secret) = %v, %v", k, err)
