@@ -22,7 +22,7 @@ func (h *Handler) authenticate(r *http.Request) (*auth.Key, error) {
 		return nil, errorf(http.StatusUnauthorized, "missing_key", "an admin API key is required")
 	}
 	b := []byte(secret)
-	if !auth.ValidSecret(h.prefix, b) && !(h.foreign && auth.ValidForeignSecret(b)) {
+	if !auth.AcceptableSecret(h.prefix, h.foreign, b) {
 		return nil, errorf(http.StatusUnauthorized, "invalid_key", "the API key is not valid")
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), h.timeout)

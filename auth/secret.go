@@ -178,3 +178,18 @@ func Hint(secret string) string {
 	}
 	return secret[:min(len(secret), hintLen)]
 }
+
+// AcceptableSecret reports whether s may be a key's secret: a valid keygate
+// key, or, when foreign is set, a foreign secret (ValidForeignSecret). A
+// string starting with keygate's own "<prefix>_" is judged as a keygate key
+// only, so a mistyped keygate key is never taken for a foreign one and its
+// checksum always applies (CONTRACT §3). It does not allocate.
+func AcceptableSecret(prefix string, foreign bool, s []byte) bool {
+	if ValidSecret(prefix, s) {
+		return true
+	}
+	if len(s) > len(prefix) && s[len(prefix)] == '_' && string(s[:len(prefix)]) == prefix {
+		return false
+	}
+	return foreign && ValidForeignSecret(s)
+}

@@ -336,3 +336,35 @@ func BenchmarkNewSecret(b *testing.B) {
 		}
 	}
 }
+
+func TestAcceptableSecret(t *testing.T) {
+	good, err := NewSecret("kg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := byte('A') // a different last checksum character
+	if good[len(good)-1] == last {
+		last = 'B'
+	}
+	bad := good[:len(good)-1] + string(last)
+	foreign := "ext-0123456789abcdefghijklmnop"
+	for _, tt := range []struct {
+		name    string
+		s       string
+		foreign bool
+		want    bool
+	}{
+		{"keygate key", good, false, true},
+		{"keygate key, foreign allowed", good, true, true},
+		{"bad checksum", bad, false, false},
+		{"bad checksum is not foreign", bad, true, false},
+		{"prefixed junk is not foreign", "kg_dddddddddddddddddddddddddd", true, false},
+		{"foreign refused", foreign, false, false},
+		{"foreign allowed", foreign, true, true},
+		{"short foreign", "ext-short", true, false},
+	} {
+		if got := AcceptableSecret("kg", tt.foreign, []byte(tt.s)); got != tt.want {
+			t.Errorf("%s: AcceptableSecret(%q, %v) = %v, want %v", tt.name, tt.s, tt.foreign, got, tt.want)
+		}
+	}
+}

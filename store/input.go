@@ -183,7 +183,7 @@ func (s *Service) applyInput(k *Key, raw map[string]json.RawMessage, create bool
 // accepted, any long enough printable string.
 func (s *Service) acceptableSecret(secret string) bool {
 	b := []byte(secret)
-	return auth.ValidSecret(s.opts.KeyPrefix, b) || (s.opts.AcceptForeignKeys && auth.ValidForeignSecret(b))
+	return auth.AcceptableSecret(s.opts.KeyPrefix, s.opts.AcceptForeignKeys, b)
 }
 
 func (s *Service) secretError() error {
