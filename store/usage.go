@@ -113,7 +113,8 @@ func (r *UsageRecorder) Flush(ctx context.Context) error {
 		sh.m = make(map[usageKey]time.Time, len(m))
 		sh.mu.Unlock()
 		for uk, at := range m {
-			batch = append(batch, Usage{KeyID: uk.id, At: at, Previous: uk.previous})
+			// Microseconds, like every other time the store keeps.
+			batch = append(batch, Usage{KeyID: uk.id, At: at.UTC().Truncate(time.Microsecond), Previous: uk.previous})
 		}
 	}
 	if len(batch) == 0 {

@@ -127,7 +127,7 @@ func TestMigrate(t *testing.T) {
 			}
 			for i := range 2 {
 				code, out, errOut := keygateCmd(env, "migrate")
-				if code != 0 || strings.TrimSpace(out) != tc.driver+" store is up to date" {
+				if code != 0 || strings.TrimSpace(out) != tc.driver+" store: migrations applied, schema is current" {
 					t.Errorf("migrate #%d: exit %d, stdout %q, stderr %q", i+1, code, out, errOut)
 				}
 			}
@@ -135,5 +135,22 @@ func TestMigrate(t *testing.T) {
 				t.Errorf("bootstrap on the migrated %s store with auto_migrate false: exit %d, stdout %q, stderr %q; want 0 and a secret", tc.driver, code, out, errOut)
 			}
 		})
+	}
+}
+
+func TestKeysFlagsAfterKeys(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"keys list", "keys list"},
+		{"--admin-url http://a -o json keys list", "keys --admin-url http://a -o json list"},
+		{"--output=json --admin-url=http://a keys create --name n", "keys --output=json --admin-url=http://a create --name n"},
+		{"-ojson keys list", "keys -ojson list"},
+		{"serve --config f", "serve --config f"},
+		{"--admin-url keys list", "--admin-url keys list"}, // no value: left for kong to refuse
+		{"version", "version"},
+	} {
+		got := strings.Join(keysFlagsAfterKeys(strings.Fields(tt.in)), " ")
+		if got != tt.want {
+			t.Errorf("keysFlagsAfterKeys(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/alecthomas/kong"
@@ -92,7 +93,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			}
 		}
 	}()
-	kctx, err := parser.Parse(args)
+	kctx, err := parser.Parse(keysFlagsAfterKeys(args))
 	if err != nil {
 		fmt.Fprintln(stderr, "keygate:", err)
 		return 2
@@ -138,4 +139,47 @@ func envResolver(getenv func(string) string) kong.Resolver {
 		}
 		return nil, nil
 	})
+}
+
+// keysFlagsAfterKeys lets --admin-url and --output (-o) stand before the
+// keys command too (`keygate --admin-url URL -o json keys list`), as
+// CONTRACT §1 allows: they belong to `keys`, so they are moved right after
+// it. Anything else is left as it is for kong to judge.
+func keysFlagsAfterKeys(args []string) []string {
+	at := -1
+	for i, a := range args {
+		if a == "keys" {
+			at = i
+			break
+		}
+		if a == "--" {
+			return args
+		}
+	}
+	if at <= 0 {
+		return args
+	}
+	var moved, rest []string
+	for i := 0; i < at; i++ {
+		a := args[i]
+		switch {
+		case a == "--admin-url" || a == "--output" || a == "-o":
+			if i+1 < at {
+				moved = append(moved, a, args[i+1])
+				i++
+				continue
+			}
+		case strings.HasPrefix(a, "--admin-url=") || strings.HasPrefix(a, "--output=") ||
+			(strings.HasPrefix(a, "-o") && len(a) > 2 && !strings.HasPrefix(a, "--")):
+			moved = append(moved, a)
+			continue
+		}
+		rest = append(rest, a)
+	}
+	if len(moved) == 0 {
+		return args
+	}
+	out := append(rest, "keys")
+	out = append(out, moved...)
+	return append(out, args[at+1:]...)
 }

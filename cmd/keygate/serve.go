@@ -78,7 +78,7 @@ func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv
 	buildInfo.WithLabelValues(version, runtime.Version()).Set(1)
 	s.reg.MustRegister(buildInfo)
 
-	s.raw, err = openBackend(ctx, cfg, log.With("component", "store"), cfg.Store.AutoMigrate)
+	s.raw, err = openBackend(ctx, cfg, log, cfg.Store.AutoMigrate) // the store names its own component
 	if err != nil {
 		return nil, err
 	}

@@ -140,7 +140,7 @@ func (c *MigrateCmd) Run(g *Globals) error {
 		return err
 	}
 	defer b.Close()
-	_, err = fmt.Fprintf(g.Stdout, "%s store is up to date\n", cfg.Store.Driver)
+	_, err = fmt.Fprintf(g.Stdout, "%s store: migrations applied, schema is current\n", cfg.Store.Driver)
 	return err
 }
 
