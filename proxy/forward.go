@@ -99,9 +99,8 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *reqState, rt *route, d *d
 		s.writeDenial(ctx, err, rid, false)
 		return
 	}
-	stripResponseHopByHop(resp)
-	if !hasHeader(&resp.Header, "X-Request-Id") {
-		resp.Header.SetBytesV("X-Request-Id", rid)
+	if !stripResponseHopByHop(resp) {
+		resp.Header.AddBytesV("X-Request-Id", rid) // absent in any letter case
 	}
 	if setCookie != "" {
 		resp.Header.Add("Set-Cookie", setCookie)
@@ -324,31 +323,46 @@ func isHopByHop(k []byte) bool {
 // letter case (response names are kept as the upstream spelled them); the
 // connection to the client is ours to manage. Transfer-Encoding and
 // Content-Length are left to fasthttp, which frames the response itself.
-func stripResponseHopByHop(resp *fasthttp.Response) {
+// It reports whether the response (still) has an X-Request-Id. A response
+// with nothing to remove, the usual one, costs one pass over its headers.
+func stripResponseHopByHop(resp *fasthttp.Response) (hasRequestID bool) {
 	h := &resp.Header
 	// Names are copied out before any is deleted: deleting moves the
 	// memory they live in.
 	var connBuf, nameBuf [512]byte
 	conn, names := connBuf[:0], nameBuf[:0]
+	strip := false
 	for k, v := range h.All() {
-		if equalFold(k, "Connection") {
+		switch {
+		case equalFold(k, "X-Request-Id"):
+			hasRequestID = true
+		case equalFold(k, "Connection"):
 			conn = append(append(conn, v...), ',')
+			strip = true
+		case equalFold(k, "Transfer-Encoding") || equalFold(k, "Content-Length"):
+		case isHopByHop(k):
+			strip = true
 		}
 	}
-	for k := range h.All() {
-		if equalFold(k, "Transfer-Encoding") || equalFold(k, "Content-Length") {
-			continue
+	if strip {
+		for k := range h.All() {
+			if equalFold(k, "Transfer-Encoding") || equalFold(k, "Content-Length") {
+				continue
+			}
+			if isHopByHop(k) || listed(conn, k) {
+				names = append(append(names, k...), 0)
+			}
 		}
-		if isHopByHop(k) || listed(conn, k) {
-			names = append(append(names, k...), 0)
+		for len(names) > 0 {
+			var n []byte
+			n, names, _ = bytes.Cut(names, []byte{0})
+			h.DelBytes(n)
 		}
-	}
-	for len(names) > 0 {
-		var n []byte
-		n, names, _ = bytes.Cut(names, []byte{0})
-		h.DelBytes(n)
+		// Connection may have named X-Request-Id.
+		hasRequestID = hasHeader(h, "X-Request-Id")
 	}
 	h.ResetConnectionClose()
+	return hasRequestID
 }
 
 // hasHeader reports whether the response has name in any letter case.

@@ -224,3 +224,16 @@ func TestPanicIsContained(t *testing.T) {
 		t.Errorf("panic not logged, or logged with the key")
 	}
 }
+
+// TestResponseRequestIDNamedInConnection: an upstream X-Request-Id that its
+// Connection header names is hop-by-hop, so the client gets the proxy's.
+func TestResponseRequestIDNamedInConnection(t *testing.T) {
+	up := rawUpstream(t, "HTTP/1.1 200 OK\r\nConnection: X-Request-Id\r\nX-Request-Id: up-1\r\nContent-Length: 2\r\n\r\nhi")
+	f := newFixture(t, func(_ *fixture, o *Options) {
+		o.Routes = []Route{{Name: "r", Targets: []string{up}, Auth: AuthNone}}
+	})
+	r := f.get("/x")
+	if ids := r.header.Values("X-Request-Id"); r.status != 200 || len(ids) != 1 || ids[0] == "up-1" || !validRequestID([]byte(ids[0])) {
+		t.Fatalf("status %d, X-Request-Id %q: want one id of the proxy's", r.status, ids)
+	}
+}
