@@ -87,7 +87,6 @@ func (t *upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Req
 		resp.Header.DisableNormalizing()
 	}
 	br := hc.AcquireReader(conn)
-	stream := false
 	resp.ResetBody()
 	err = resp.Header.Read(br)
 	for n := 0; err == nil && isInterim(resp.Header.StatusCode()); n++ {
@@ -97,20 +96,27 @@ func (t *upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Req
 		}
 		err = resp.Header.Read(br)
 	}
-	if err == nil && !skipsBody(resp) {
-		if cl := resp.Header.ContentLength(); cl >= 0 && cl <= maxBufferedBody {
-			resp.StreamBody = false
-			err = resp.ReadBody(br, maxBufferedBody)
-		} else {
-			stream = true
-		}
-	}
 	if err != nil {
 		hc.ReleaseReader(br)
 		hc.CloseConn(cc)
-		// Like fasthttp: retry (an idempotent request) unless the body
-		// was too large, which it would be again.
-		return err != fasthttp.ErrBodyTooLarge, err
+		// Like fasthttp: no response, so an idempotent request may be
+		// retried (a kept-alive connection the upstream had closed).
+		return true, err
+	}
+	stream := false
+	if !skipsBody(resp) {
+		if cl := resp.Header.ContentLength(); cl >= 0 && cl <= maxBufferedBody {
+			resp.StreamBody = false
+			if err = resp.ReadBody(br, maxBufferedBody); err != nil {
+				// The upstream answered: never send the request twice,
+				// as a streamed body failing half way never did.
+				hc.ReleaseReader(br)
+				hc.CloseConn(cc)
+				return false, err
+			}
+		} else {
+			stream = true
+		}
 	}
 	closeConn := req.ConnectionClose() || resp.ConnectionClose()
 	if !stream {
@@ -136,6 +142,9 @@ func (t *upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Req
 		hc.CloseConn(cc)
 		return false, err
 	}
+	size := resp.Header.ContentLength()
+	// A body read until the upstream closes leaves nothing to reuse.
+	closeConn = closeConn || size < -1
 	sb := &streamedBody{up: up, trailers: &resp.Header}
 	sb.release = func(reuse bool) {
 		hc.ReleaseReader(br)
@@ -145,7 +154,6 @@ func (t *upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Req
 			hc.CloseConn(cc)
 		}
 	}
-	size := resp.Header.ContentLength()
 	if size < 0 {
 		size = -1 // chunked to the client, as fasthttp sends any stream of unknown length
 	}

@@ -206,3 +206,74 @@ func TestHeadLargeLength(t *testing.T) {
 		}
 	}
 }
+
+// TestSmallBodyTruncated: an upstream that closes before the small body it
+// announced is a 502, and the request is not sent again.
+func TestSmallBodyTruncated(t *testing.T) {
+	var hits atomic.Int32
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				hits.Add(1)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly this")
+			}()
+		}
+	}()
+	f := newFixture(t, func(_ *fixture, o *Options) {
+		o.Routes = []Route{{Name: "r", Targets: []string{"http://" + ln.Addr().String()}, Auth: AuthNone}}
+	})
+	r := f.get("/x")
+	if code, _ := r.denial(t); r.status != 502 || code != "upstream_unavailable" {
+		t.Errorf("status %d %s, want 502 upstream_unavailable", r.status, code)
+	}
+	if n := hits.Load(); n != 1 {
+		t.Errorf("upstream saw the request %d times, want 1", n)
+	}
+}
+
+// TestResponseUntilClose: a body framed by the upstream closing its
+// connection reaches the client whole, and the next request gets a fresh
+// upstream connection.
+func TestResponseUntilClose(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+					return
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\n\r\n"+strings.Repeat("z", 50000))
+			}()
+		}
+	}()
+	f := newFixture(t, func(_ *fixture, o *Options) {
+		o.Routes = []Route{{Name: "r", Targets: []string{"http://" + ln.Addr().String()}, Auth: AuthNone}}
+	})
+	for range 3 {
+		if r := f.get("/x"); r.status != 200 || r.body != strings.Repeat("z", 50000) {
+			t.Fatalf("status %d, %d bytes", r.status, len(r.body))
+		}
+	}
+}
