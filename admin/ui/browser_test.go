@@ -398,10 +398,52 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("distinct rows after Load more = %s, want 60", got)
 	}
 
-	// 10. Sign out forgets the key.
+	// 10. The console knows which key it is signed in with, and asks
+	// before the operator disables it: Cancel leaves it on.
+	do("search our own key", setValue("#search", "bootstrap"))
+	waitFor("our own key is listed", rowShown(s.adminID))
+	waitFor("our own key is marked", `(document.querySelector('`+row(s.adminID)+` .badge.self') || {}).textContent === 'you'`)
+	do("switch our own key off, then cancel",
+		chromedp.Click(chromedp.CSS(row(s.adminID)+" .enable-switch")),
+		chromedp.WaitVisible(chromedp.ID("confirm-dialog")),
+	)
+	if got := text("#confirm-text"); !strings.Contains(got, "signed in with") {
+		t.Errorf("self-disable confirmation = %q", got)
+	}
+	do("cancel", chromedp.Click(chromedp.CSS(`#confirm-dialog [data-close]`)), chromedp.WaitNotVisible(chromedp.ID("confirm-dialog")))
+	waitFor("the switch is back on", `document.querySelector('`+row(s.adminID)+` .enable-switch').checked`)
+	if k := s.key(t, s.adminID); k["enabled"] != true {
+		t.Fatalf("Cancel disabled our own key")
+	}
+
+	// 11. Sign out forgets the key.
 	do("sign out", chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("signin")))
 	if got := eval(`String(sessionStorage.getItem('keygate.adminKey'))`); got != "null" {
 		t.Errorf("after sign out sessionStorage holds %q", got)
+	}
+
+	// 12. Disabling our own key, confirmed, signs us out with the reason.
+	do("sign in again",
+		chromedp.SendKeys(chromedp.ID("signin-key"), s.adminKey),
+		chromedp.Click(chromedp.CSS(`#signin-form button[type=submit]`)),
+		chromedp.WaitVisible(chromedp.ID("console")),
+	)
+	waitFor("our own key is marked", `!!document.querySelector('`+row(s.adminID)+` .badge.self')`)
+	do("switch our own key off, confirmed",
+		chromedp.Click(chromedp.CSS(row(s.adminID)+" .enable-switch")),
+		chromedp.WaitVisible(chromedp.ID("confirm-dialog")),
+		chromedp.Click(chromedp.ID("confirm-ok")),
+		chromedp.WaitVisible(chromedp.ID("signin")),
+	)
+	if got := text("#signin-error"); !strings.Contains(got, "You disabled bootstrap-admin") {
+		t.Errorf("sign-in message after disabling our own key = %q", got)
+	}
+	// Asked from the store: the Go side's admin key is that very key.
+	if k, err := s.svc.Get(context.Background(), s.adminID); err != nil || k.Enabled {
+		t.Errorf("our own key after the confirmed switch: %+v, %v; want disabled", k, err)
+	}
+	if got := eval(`String(sessionStorage.getItem('keygate.adminKey'))`); got != "null" {
+		t.Errorf("after self-disable sessionStorage holds %q", got)
 	}
 
 	// What went over the wire: every browser call carried the admin key in

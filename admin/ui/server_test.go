@@ -55,6 +55,8 @@ func (rc *recorder) all() []recorded {
 type consoleServer struct {
 	url      string
 	adminKey string
+	adminID  string
+	svc      *store.Service
 	rec      *recorder
 }
 
@@ -74,7 +76,7 @@ func startConsole(t *testing.T) *consoleServer {
 	h := admin.New(admin.Options{Service: svc, Keys: store.NewKeySource(be), UI: ui.Handler()})
 	srv := httptest.NewServer(rec.wrap(h))
 	t.Cleanup(srv.Close)
-	return &consoleServer{url: srv.URL, adminKey: boot.Secret, rec: rec}
+	return &consoleServer{url: srv.URL, adminKey: boot.Secret, adminID: boot.Key.ID, svc: svc, rec: rec}
 }
 
 // call is one admin API request from Go, with the admin key.

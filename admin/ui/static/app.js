@@ -29,7 +29,9 @@
     searchTimer: 0,
     editing: null, // key being edited, null when creating
     rotating: null,
-    confirmAction: null,
+    confirmAction: null, // what the confirm dialog's OK button runs
+    confirmCancel: null, // what closing it without OK runs
+    selfId: '', // the id of the key this console is signed in with
   };
 
   // ---------- API ----------
@@ -184,7 +186,21 @@
     show($('#signin'), false);
     show($('#console'), true);
     show($('#signout'), true);
+    state.selfId = '';
     reload();
+    // Which key is ours, so the console can warn before it locks the
+    // operator out. The key goes in a POST body, as any pasted key does.
+    api('POST', '/v1/keys/lookup', { secret: adminKey() }).then((r) => {
+      state.selfId = r.key.id;
+      if (state.keys.has(r.key.id)) replaceKey(state.keys.get(r.key.id));
+    }).catch(() => {});
+  }
+
+  // selfNote is the warning for an action on keys that include our own.
+  function selfNote(ids, what) {
+    return state.selfId && ids.includes(state.selfId)
+      ? ' This includes the key you are signed in with: ' + what + ' signs you out of the console.'
+      : '';
   }
 
   // ---------- list, search, pagination ----------
@@ -278,6 +294,7 @@
     const nameCell = el('td', { class: 'name' }, el('div', { class: 'strong', text: k.name }));
     if (k.description) nameCell.append(el('div', { class: 'muted small', text: k.description }));
     if ((k.scopes || []).includes('keygate:admin')) nameCell.firstChild.append(' ', el('span', { class: 'badge admin', text: 'admin' }));
+    if (k.id === state.selfId) nameCell.firstChild.append(' ', el('span', { class: 'badge self', title: 'the key this console is signed in with', text: 'you' }));
 
     tr.append(
       el('td', { class: 'sel' }, box),
@@ -304,13 +321,23 @@
     if (old) old.replaceWith(row(k));
   }
 
-  async function toggle(k, sw) {
+  function toggle(k, sw) {
     const want = sw.checked;
+    if (!want && k.id === state.selfId) {
+      askConfirm('Disable your own key', 'You are signed in with ' + k.name + ' (' + k.hint + ').' + selfNote([k.id], 'disabling it'),
+        'Disable', () => setEnabled(k, sw, false), () => { sw.checked = true; });
+      return;
+    }
+    setEnabled(k, sw, want);
+  }
+
+  async function setEnabled(k, sw, want) {
     sw.disabled = true;
     try {
       const r = await api('POST', '/v1/keys/' + encodeURIComponent(k.id) + (want ? '/enable' : '/disable'));
       replaceKey(r.key);
       notice((want ? 'Enabled ' : 'Disabled ') + r.key.name + '.');
+      if (!want && k.id === state.selfId) signOut('You disabled ' + k.name + ', the key you were signed in with.');
     } catch (err) {
       sw.checked = !want;
       sw.disabled = false;
@@ -612,28 +639,15 @@
 
   // ---------- delete (one or bulk) with confirmation ----------
 
-  // confirmDelete asks before deleting keys: one row's key, or (selection
-  // true) the selected keys through the bulk endpoint.
-  function confirmDelete(keys, selection) {
-    if (keys.length === 0) return;
-    const text = keys.length === 1
-      ? 'Delete key ' + keys[0].name + ' (' + keys[0].hint + ')? Clients using it are refused at once. This cannot be undone.'
-      : 'Delete ' + keys.length + ' keys? Clients using them are refused at once. This cannot be undone.';
-    $('#confirm-title').textContent = keys.length === 1 ? 'Delete key' : 'Delete ' + keys.length + ' keys';
+  // askConfirm opens the confirmation dialog: OK runs action (its error is
+  // shown in the dialog); closing it any other way runs onCancel.
+  function askConfirm(title, text, okLabel, action, onCancel) {
+    $('#confirm-title').textContent = title;
     $('#confirm-text').textContent = text;
-    const e = $('#confirm-error');
-    show(e, false);
-    state.confirmAction = async () => {
-      if (!selection) {
-        const k = keys[0];
-        await api('DELETE', '/v1/keys/' + encodeURIComponent(k.id));
-        state.selected.delete(k.id);
-        await loadKeys(true);
-        notice('Deleted ' + k.name + '.');
-      } else {
-        await bulk('delete');
-      }
-    };
+    $('#confirm-ok').textContent = okLabel;
+    show($('#confirm-error'), false);
+    state.confirmAction = action;
+    state.confirmCancel = onCancel || null;
     $('#confirm-dialog').showModal();
   }
 
@@ -645,14 +659,56 @@
     try {
       await fn();
       state.confirmAction = null;
+      state.confirmCancel = null;
       $('#confirm-dialog').close();
     } catch (err) {
       const e = $('#confirm-error');
-      e.textContent = err.describe();
+      e.textContent = err.describe ? err.describe() : String(err);
       show(e, true);
     } finally {
       btn.disabled = false;
     }
+  }
+
+  function confirmClosed() {
+    const cancel = state.confirmAction ? state.confirmCancel : null;
+    state.confirmAction = null;
+    state.confirmCancel = null;
+    if (cancel) cancel();
+  }
+
+  // confirmDelete asks before deleting keys: one row's key, or (selection
+  // true) the selected keys through the bulk endpoint.
+  function confirmDelete(keys, selection) {
+    if (keys.length === 0) return;
+    const ids = keys.map((k) => k.id);
+    const text = (keys.length === 1
+      ? 'Delete key ' + keys[0].name + ' (' + keys[0].hint + ')? Clients using it are refused at once. This cannot be undone.'
+      : 'Delete ' + keys.length + ' keys? Clients using them are refused at once. This cannot be undone.') + selfNote(ids, 'deleting it');
+    const title = keys.length === 1 ? 'Delete key' : 'Delete ' + keys.length + ' keys';
+    askConfirm(title, text, 'Delete', async () => {
+      if (!selection) {
+        const k = keys[0];
+        await api('DELETE', '/v1/keys/' + encodeURIComponent(k.id));
+        state.selected.delete(k.id);
+        await loadKeys(true);
+        notice('Deleted ' + k.name + '.');
+      } else {
+        await bulk('delete');
+      }
+    });
+  }
+
+  // bulkDisable disables the selection, asking first when it includes
+  // the key the console is signed in with.
+  function bulkDisable() {
+    const ids = [...state.selected];
+    const note = selfNote(ids, 'disabling it');
+    if (!note) {
+      bulk('disable');
+      return;
+    }
+    askConfirm('Disable ' + ids.length + (ids.length === 1 ? ' key' : ' keys'), 'Disable the selected keys?' + note, 'Disable', () => bulk('disable'));
   }
 
   // ---------- wiring ----------
@@ -667,6 +723,9 @@
     $('#key-form').addEventListener('submit', submitKey);
     $('#rotate-form').addEventListener('submit', submitRotate);
     $('#confirm-ok').addEventListener('click', runConfirm);
+    // Escape; the close event would come a task later, after a new
+    // confirmation may already have been asked.
+    $('#confirm-dialog').addEventListener('cancel', confirmClosed);
     $('#secret-copy').addEventListener('click', copySecret);
     // However the dialog closes (button, Escape), the secret goes with it,
     // at once: the close event itself only fires a task later.
@@ -678,11 +737,15 @@
     $('#secret-dialog').addEventListener('close', forgetSecret);
     $('#select-all').addEventListener('change', (e) => selectAll(e.target.checked));
     $('#bulk-enable').addEventListener('click', () => bulk('enable'));
-    $('#bulk-disable').addEventListener('click', () => bulk('disable'));
+    $('#bulk-disable').addEventListener('click', bulkDisable);
     $('#bulk-delete').addEventListener('click', () => confirmDelete([...state.selected].map((id) => state.keys.get(id)).filter(Boolean), true));
     $('#bulk-clear').addEventListener('click', () => selectAll(false));
     for (const b of document.querySelectorAll('dialog [data-close]')) {
-      b.addEventListener('click', () => b.closest('dialog').close());
+      b.addEventListener('click', () => {
+        const d = b.closest('dialog');
+        if (d.id === 'confirm-dialog') confirmClosed();
+        d.close();
+      });
     }
     // Picking a date or a number of days selects that expiry option.
     $('#f-days').addEventListener('input', () => { $('#exp-days').checked = true; });
