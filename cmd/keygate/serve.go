@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/keygate/keygate/admin"
+	"github.com/keygate/keygate/admin/ui"
 	"github.com/keygate/keygate/auth"
 	"github.com/keygate/keygate/cache"
 	"github.com/keygate/keygate/config"
@@ -132,6 +133,7 @@ func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv
 			Registerer:        s.reg,
 			Gatherer:          s.reg,
 			Ready:             s.ready,
+			UI:                ui.Handler(),
 			Logger:            log,
 			Timeout:           30 * time.Second,
 		}),
