@@ -44,7 +44,11 @@ YAML
 "$work/bareproxy" -listen 127.0.0.1:18081 -upstream 127.0.0.1:18000 & pids+=($!)
 admin_key=$("$work/keygate" bootstrap --config "$work/keygate.yaml" 2>/dev/null)
 "$work/keygate" serve --config "$work/keygate.yaml" 2>"$work/keygate.log" & pids+=($!)
-for _ in $(seq 100); do curl -fs http://127.0.0.1:18090/readyz >/dev/null && break; sleep 0.1; done
+# Up to 30s: on a loaded machine keygate can take longer than 10s to be
+# ready, and the run used to fail with "cannot reach the admin API".
+ready=
+for _ in $(seq 300); do curl -fs http://127.0.0.1:18090/readyz >/dev/null && { ready=1; break; }; sleep 0.1; done
+[ -n "$ready" ] || { echo "bench: keygate did not become ready; its log:" >&2; cat "$work/keygate.log" >&2; exit 1; }
 key=$(KEYGATE_ADMIN_KEY=$admin_key "$work/keygate" keys create --admin-url http://127.0.0.1:18090 \
   --name bench --user bench --no-expiry --output json | sed -n 's/.*"secret": *"\([^"]*\)".*/\1/p')
 [ -n "$key" ] || { echo "bench: could not create a key" >&2; exit 1; }
