@@ -83,7 +83,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *reqState, rt *route, d *d
 	}
 
 	var setCookie string
-	if s.opts.Sessions != nil && d.key != nil && !d.session && d.key.SessionsAllowed && s.sessionRequested(st, query) {
+	if s.opts.Sessions != nil && d.key != nil && !d.session && d.key.SessionsAllowed && !d.key.Previous && s.sessionRequested(st, query) {
 		var err error
 		if setCookie, err = s.opts.Sessions.Issue(d.key, s.opts.Now()); err != nil {
 			s.opts.Logger.Warn("issuing session failed", "route", rt.name, "key", d.key, "err", err)
@@ -286,6 +286,8 @@ func (s *Server) dropRequestHeader(st *reqState, k, v []byte, peerTrusted bool) 
 		equalFold(k, "X-Forwarded-Uri"), equalFold(k, "X-Rewrite-URL"),
 		equalFold(k, "X-Forwarded-Path"), equalFold(k, "X-Forwarded-Prefix"),
 		equalFold(k, "X-Envoy-Original-Path"),
+		equalFold(k, "X-HTTP-Method-Override"), equalFold(k, "X-HTTP-Method"),
+		equalFold(k, "X-Method-Override"),
 		// The body was read (and 100 Continue answered) here already.
 		equalFold(k, "Expect"):
 		return true

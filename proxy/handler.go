@@ -158,6 +158,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if host == nil {
 		host = req.Header.Host()
 	}
+	if len(host) == 0 || !upperMethod(req.Header.Method()) {
+		s.refuse(ctx, st, start, errBadRequest, rid, true)
+		return
+	}
 	if st.path, ok = normalizePath(st.path[:0], rawPath); !ok {
 		s.refuse(ctx, st, start, errBadRequest, rid, false)
 		return
@@ -283,4 +287,16 @@ func (s *Server) redactQuery(dst, query []byte) []byte {
 
 func (s *Server) isSessionParam(name []byte) bool {
 	return s.opts.Sessions != nil && equalFold(name, s.opts.SessionParam)
+}
+
+// upperMethod refuses methods with lower-case letters: methods are
+// case-sensitive, but upstreams that upper-case them would run a method
+// the route decision never saw.
+func upperMethod(m []byte) bool {
+	for _, c := range m {
+		if c >= 'a' && c <= 'z' {
+			return false
+		}
+	}
+	return true
 }

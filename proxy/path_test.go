@@ -124,7 +124,7 @@ func TestRouteMatch(t *testing.T) {
 		{"h.example", "/y", "GET", "host-root"},
 		{"h.example", "/api/v2", "GET", "api-v2"},
 		{"h.example", "/", "GET", "host-root"},
-		{"h.example.", "/x", "GET", "root"},
+		{"h.example.", "/x", "GET", "host"},
 		{"other", "/x", "GET", "root"},
 	}
 	for _, tt := range tests {

@@ -61,7 +61,10 @@ func newRouteTable(routes []*route) *routeTable {
 			if len(rs[i].prefix) != len(rs[j].prefix) {
 				return len(rs[i].prefix) > len(rs[j].prefix)
 			}
-			return rs[i].host != "" && rs[j].host == ""
+			if (rs[i].host != "") != (rs[j].host != "") {
+				return rs[i].host != ""
+			}
+			return len(rs[i].methods) > 0 && len(rs[j].methods) == 0
 		})
 	}
 	order(t.any)
@@ -84,6 +87,9 @@ func newRouteTable(routes []*route) *routeTable {
 // whose methods allow the request's; on equal prefixes a route naming the
 // host beats a host-less one.
 func (t *routeTable) match(host, path, method []byte) *route {
+	if n := len(host); n > 1 && host[n-1] == '.' {
+		host = host[:n-1] // "h.example." is h.example
+	}
 	rs := t.any
 	if len(t.byHost) > 0 && len(host) > 0 {
 		var buf [256]byte

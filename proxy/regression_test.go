@@ -1,0 +1,140 @@
+package proxy
+
+import (
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keygate/keygate/auth"
+)
+
+// A session minted with a rotated-out (previous) secret must not outlive
+// that secret's grace period.
+func TestRegressionSessionFromPreviousSecretOutlivesGrace(t *testing.T) {
+	signer, err := auth.NewSessionSigner([][]byte{[]byte(strings.Repeat("s", 32))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := newFixture(t, func(_ *fixture, o *Options) {
+		o.Sessions = &SignedSessions{Signer: signer, TTL: time.Hour}
+	})
+	graceEnd := f.now.Add(time.Minute)
+	// Looked up by the old secret's digest: Previous, grace ends in 1 min.
+	old := f.keys.add(t, &auth.Key{ID: "key_rot", User: "u", Enabled: true, SessionsAllowed: true,
+		Previous: true, PreviousExpiresAt: graceEnd})
+	// Looked up by id (what a session does): Previous is always false.
+	f.keys.mu.Lock()
+	f.keys.byID["key_rot"] = &auth.Key{ID: "key_rot", User: "u", Enabled: true, SessionsAllowed: true}
+	f.keys.mu.Unlock()
+
+	r := f.get("/x?keygate-session=true", "X-API-Key: "+old)
+	if r.status != 200 {
+		t.Fatalf("old secret within grace: %d", r.status)
+	}
+	c, err := http.ParseSetCookie(r.header.Get("Set-Cookie"))
+	if err != nil {
+		return // no session minted from a rotated-out secret: fine
+	}
+	later := f.now.Add(10 * time.Minute) // grace over, cookie ttl not
+	f.clock.Store(&later)
+	if r := f.get("/x", "X-API-Key: "+old); r.status != 401 {
+		t.Fatalf("old secret after grace: %d, want 401", r.status)
+	}
+	if r := f.get("/x", "Cookie: "+c.Name+"="+c.Value); r.status != 401 {
+		t.Errorf("session minted from the old secret still works after its grace: status %d", r.status)
+	}
+}
+
+// The upstream must not be told a different method than the one the route
+// decision saw.
+func TestRegressionMethodOverrideHeadersForwarded(t *testing.T) {
+	f := newFixture(t, func(f *fixture, o *Options) {
+		o.Routes = []Route{
+			{Name: "write", PathPrefix: "/api", Methods: []string{"POST"}, Targets: []string{f.up}},
+			{Name: "delete", PathPrefix: "/api", Methods: []string{"DELETE"}, Targets: []string{f.up}},
+		}
+	})
+	writer := f.keys.add(t, &auth.Key{ID: "key_w", User: "u", Enabled: true, Scopes: []string{"write"}})
+	if r := f.raw("DELETE /api/x HTTP/1.1\r\nHost: a\r\nX-API-Key: " + writer + "\r\n\r\n"); r.status != 403 {
+		t.Fatalf("DELETE with a write-only key: %d, want 403", r.status)
+	}
+	r := f.raw("POST /api/x HTTP/1.1\r\nHost: a\r\nX-API-Key: " + writer + "\r\nContent-Length: 0\r\n" +
+		"X-HTTP-Method-Override: DELETE\r\nX-HTTP-Method: DELETE\r\nX-Method-Override: DELETE\r\n\r\n")
+	e := r.upstream(t)
+	for _, h := range []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"} {
+		if v := e.Values(h); len(v) != 0 {
+			t.Errorf("route %q (POST) forwarded %s: %q", "write", h, v)
+		}
+	}
+}
+
+// HTTP/1.0 without Host is not an upstream failure.
+func TestRegressionHTTP10WithoutHost(t *testing.T) {
+	f := newFixture(t, nil)
+	key := f.keys.add(t, &auth.Key{ID: "key_h", User: "u", Enabled: true})
+	r := f.raw("GET /x HTTP/1.0\r\nX-API-Key: " + key + "\r\n\r\n")
+	if code, _ := r.denial(t); r.status != 400 || code != "bad_request" {
+		t.Errorf("HTTP/1.0 without Host: %d %s, want 400 bad_request", r.status, code)
+	}
+	if n := f.echo.Hits(); n != 0 {
+		t.Errorf("HTTP/1.0 without Host reached the upstream %d times", n)
+	}
+}
+
+// A host route must not be side-stepped by spelling its host as the same
+// FQDN with a trailing dot (nginx, Envoy and most vhost servers treat
+// "admin.example." as "admin.example").
+func TestRegressionTrailingDotHostSkipsHostRoute(t *testing.T) {
+	f := newFixture(t, func(f *fixture, o *Options) {
+		o.Routes = []Route{
+			{Name: "admin", Host: "admin.example", PathPrefix: "/", Targets: []string{f.up}},
+			{Name: "public", PathPrefix: "/", Targets: []string{f.up}, Auth: AuthNone},
+		}
+	})
+	if r := f.raw("GET /users HTTP/1.1\r\nHost: admin.example\r\n\r\n"); r.status != 401 {
+		t.Fatalf("admin host without key: %d, want 401", r.status)
+	}
+	r := f.raw("GET /users HTTP/1.1\r\nHost: admin.example.\r\n\r\n")
+	if r.status == 200 {
+		e := r.upstream(t)
+		t.Errorf("Host %q reached the upstream without a key via route public (upstream Host %q)", "admin.example.", e.Host)
+	}
+}
+
+// A method-restricted route must not be side-stepped by spelling the method
+// in lower case: frameworks such as Symfony/Laravel (strtoupper) and
+// Werkzeug (.upper()) read "delete" as DELETE.
+func TestRegressionLowercaseMethodSkipsMethodRoute(t *testing.T) {
+	f := newFixture(t, func(f *fixture, o *Options) {
+		o.Routes = []Route{
+			{Name: "delete", PathPrefix: "/api", Methods: []string{"DELETE"}, Targets: []string{f.up}},
+			{Name: "read", PathPrefix: "/api", Targets: []string{f.up}},
+		}
+	})
+	reader := f.keys.add(t, &auth.Key{ID: "key_r", User: "u", Enabled: true, Scopes: []string{"read"}})
+	if r := f.raw("DELETE /api/x HTTP/1.1\r\nHost: a\r\nX-API-Key: " + reader + "\r\n\r\n"); r.status != 403 {
+		t.Fatalf("DELETE with a read key: %d, want 403", r.status)
+	}
+	r := f.raw("delete /api/x HTTP/1.1\r\nHost: a\r\nX-API-Key: " + reader + "\r\n\r\n")
+	if r.status == 200 {
+		e := r.upstream(t)
+		t.Errorf("read-scoped key got method %q to the upstream through route read", e.Method)
+	}
+}
+
+// "host, then longest path prefix, then method": on equal host and prefix
+// a route naming the method must win over a method-less one whatever the
+// configuration order (today the later one is silently unreachable).
+func TestRegressionMethodRouteShadowedByOrder(t *testing.T) {
+	f := newFixture(t, func(f *fixture, o *Options) {
+		o.Routes = []Route{
+			{Name: "read", PathPrefix: "/api", Targets: []string{f.up}},
+			{Name: "delete", PathPrefix: "/api", Methods: []string{"DELETE"}, Targets: []string{f.up}},
+		}
+	})
+	reader := f.keys.add(t, &auth.Key{ID: "key_r", User: "u", Enabled: true, Scopes: []string{"read"}})
+	if r := f.raw("DELETE /api/x HTTP/1.1\r\nHost: a\r\nX-API-Key: " + reader + "\r\n\r\n"); r.status != 403 {
+		t.Errorf("DELETE with a read-scoped key: %d, want 403 route_not_allowed (route delete)", r.status)
+	}
+}
