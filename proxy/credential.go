@@ -187,10 +187,7 @@ func (s *Server) checkFormat(k []byte) bool {
 	if !validKeyBytes(k) {
 		return false
 	}
-	if auth.ValidSecret(s.opts.KeyPrefix, k) {
-		return true
-	}
-	return s.opts.AcceptForeignKeys && auth.ValidForeignSecret(k)
+	return auth.AcceptableSecret(s.opts.KeyPrefix, s.opts.AcceptForeignKeys, k)
 }
 
 // decision is the outcome of authenticating one request.

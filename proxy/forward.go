@@ -293,7 +293,13 @@ func (s *Server) dropRequestHeader(st *reqState, k, v []byte, peerTrusted bool) 
 		return true
 	}
 	if !peerTrusted && (equalFold(k, "Forwarded") || equalFold(k, "X-Real-IP") ||
-		equalFold(k, "True-Client-IP") || equalFold(k, "X-Client-IP")) {
+		equalFold(k, "True-Client-IP") || equalFold(k, "X-Client-IP") ||
+		// Scheme, port and client claims frameworks believe (Rack reads
+		// X-Forwarded-Ssl before X-Forwarded-Proto; Rails remote_ip reads
+		// X-Cluster-Client-IP): only a trusted proxy may make them.
+		hasPrefixFold(k, "X-Forwarded-") || equalFold(k, "X-Url-Scheme") ||
+		equalFold(k, "Front-End-Https") || equalFold(k, "X-Original-Host") ||
+		equalFold(k, "X-Cluster-Client-IP") || equalFold(k, "CF-Connecting-IP")) {
 		return true
 	}
 	if s.opts.StripCredentials {

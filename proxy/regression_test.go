@@ -138,3 +138,65 @@ func TestRegressionMethodRouteShadowedByOrder(t *testing.T) {
 		t.Errorf("DELETE with a read-scoped key: %d, want 403 route_not_allowed (route delete)", r.status)
 	}
 }
+
+// No secret in logs, whatever the level: fasthttp's parse errors quote the
+// request buffer even with SecureErrorLogMessage on some paths.
+func TestRegressionParseErrorLogsKey(t *testing.T) {
+	f := newFixture(t, nil) // fixture logs at Debug
+	key := f.keys.add(t, &auth.Key{ID: "key_l", User: "u", Enabled: true})
+	for _, req := range []string{
+		"GET /x?api_key=" + key + "\r\nHost: a\r\n\r\n",                            // no HTTP version
+		"GET /x HTTP/1.1x\r\nHost: a\r\nX-API-Key: " + key + "\r\n\r\n",            // bad version
+		"GET /x?api_key=" + key + "\x01 HTTP/1.1\r\nHost: a\r\n\r\n",               // CTL in URI
+		"GET /x HTTP/1.1\r\nHost: a\r\nX-API-Key: " + key + "\r\nBad Line\r\n\r\n", // malformed header
+	} {
+		f.raw(req)
+	}
+	time.Sleep(100 * time.Millisecond) // let the server finish logging the refused connections
+	for _, l := range strings.Split(f.logs.String(), "\n") {
+		if strings.Contains(l, key) {
+			t.Errorf("log line carries the key: %.300s", l)
+		}
+	}
+}
+
+// Scheme/port claims from an untrusted client reach the upstream next to
+// the X-Forwarded-Proto keygate sets.
+func TestRegressionForwardingClaimsFromUntrustedPeer(t *testing.T) {
+	f := newFixture(t, nil)
+	e := f.raw("GET /pub/x HTTP/1.1\r\nHost: a\r\nX-Forwarded-Ssl: on\r\nX-Forwarded-Scheme: https\r\n" +
+		"X-Url-Scheme: https\r\nFront-End-Https: on\r\nX-Forwarded-Port: 443\r\nX-Original-Host: admin.example\r\n" +
+		"X-Cluster-Client-IP: 6.6.6.6\r\nCF-Connecting-IP: 6.6.6.6\r\n\r\n").upstream(t)
+	for _, h := range []string{"X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Url-Scheme", "Front-End-Https",
+		"X-Forwarded-Port", "X-Original-Host", "X-Cluster-Client-IP", "CF-Connecting-IP"} {
+		if v := e.Values(h); len(v) != 0 {
+			t.Errorf("untrusted peer's %s forwarded: %q (X-Forwarded-Proto %q)", h, v, e.Values("X-Forwarded-Proto"))
+		}
+	}
+}
+
+// With accept_foreign_keys, a string carrying keygate's own prefix is
+// still judged as a keygate key: a bad checksum is invalid_key and never
+// reaches the store, even though a foreign key of that length would.
+func TestRegressionForeignKeysKeepTheChecksum(t *testing.T) {
+	f := newFixture(t, func(_ *fixture, o *Options) { o.AcceptForeignKeys = true })
+	good := f.keys.add(t, &auth.Key{ID: "key_f", User: "u", Enabled: true})
+	last := byte('A')
+	if good[len(good)-1] == last {
+		last = 'B'
+	}
+	bad := good[:len(good)-1] + string(last)
+	before := f.keys.lookups.Load()
+	for _, k := range []string{bad, "kg_dddddddddddddddddddddddddd"} {
+		r := f.get("/x", "X-API-Key: "+k)
+		if code, _ := r.denial(t); r.status != 401 || code != "invalid_key" {
+			t.Errorf("key %.8s…: %d %s, want 401 invalid_key", k, r.status, code)
+		}
+	}
+	if n := f.keys.lookups.Load() - before; n != 0 {
+		t.Errorf("%d store lookups for keygate-prefixed keys with bad checksums, want 0", n)
+	}
+	if r := f.get("/x", "X-API-Key: "+good); r.status != 200 {
+		t.Errorf("valid key with foreign keys accepted: %d, want 200", r.status)
+	}
+}

@@ -257,8 +257,11 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 // keygate.
 type fasthttpLogger struct{ l *slog.Logger }
 
-func (f fasthttpLogger) Printf(format string, args ...any) {
+// Printf logs only the format string: fasthttp's arguments can quote raw
+// request bytes (a request line or URI with a key in it) even with
+// SecureErrorLogMessage set, and no secret may reach a log line.
+func (f fasthttpLogger) Printf(format string, _ ...any) {
 	if f.l.Enabled(context.Background(), slog.LevelDebug) {
-		f.l.Debug(fmt.Sprintf(format, args...), "component", "fasthttp")
+		f.l.Debug(format, "component", "fasthttp")
 	}
 }
