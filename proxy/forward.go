@@ -305,7 +305,13 @@ func (s *Server) dropRequestHeader(st *reqState, k, v []byte, peerTrusted bool) 
 	if s.opts.StripCredentials {
 		for _, hs := range s.hdrSources {
 			if !equalFold(k, hs.name) {
-				continue
+				// X_API_Key or X.API.Key: CGI-style upstreams read it as
+				// X-API-Key, so a spelling variant of a credential header
+				// is never forwarded either.
+				if !foldedEqual(k, hs.name) {
+					continue
+				}
+				return true
 			}
 			if hs.scheme == "" {
 				return true
@@ -393,4 +399,18 @@ func listed(tokens, name []byte) bool {
 		}
 	}
 	return false
+}
+
+// foldedEqual reports whether header name k equals name with "_" and "."
+// read as "-", ignoring ASCII case.
+func foldedEqual(k []byte, name string) bool {
+	if len(k) != len(name) {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if foldHeaderByte(k[i]) != foldHeaderByte(name[i]) {
+			return false
+		}
+	}
+	return true
 }

@@ -200,3 +200,16 @@ func TestRegressionForeignKeysKeepTheChecksum(t *testing.T) {
 		t.Errorf("valid key with foreign keys accepted: %d, want 200", r.status)
 	}
 }
+
+// A spelling variant of a credential header (X_API_Key, which CGI-style
+// upstreams read as X-API-Key) is not forwarded.
+func TestRegressionCredentialHeaderSpellingStripped(t *testing.T) {
+	f := newFixture(t, func(_ *fixture, o *Options) { o.StripCredentials = true })
+	key := f.keys.add(t, &auth.Key{ID: "key_v", User: "u", Enabled: true})
+	e := f.raw("GET /x HTTP/1.1\r\nHost: a\r\nX-API-Key: " + key + "\r\nX_API_Key: " + key + "\r\nX.Api.Key: " + key + "\r\n\r\n").upstream(t)
+	for _, h := range e.Headers {
+		if strings.Contains(h[1], key) {
+			t.Errorf("key forwarded in header %q", h[0])
+		}
+	}
+}
