@@ -56,7 +56,9 @@ type KeyStore interface {
 	// given SHA-256 digest.
 	LookupKey(ctx context.Context, digest [32]byte) (*Key, error)
 	// LookupKeyID returns the key with the given id (used for sessions,
-	// which carry an id, not a secret). Previous is always false.
+	// which carry an id, not a secret). Previous is always false. id is
+	// valid only during the call (the proxy passes a view of a request
+	// buffer): an implementation that keeps it must copy it.
 	LookupKeyID(ctx context.Context, id string) (*Key, error)
 }
 

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -307,7 +308,9 @@ func (c *Cache) LookupKeyID(ctx context.Context, id string) (*auth.Key, error) {
 		c.countHit(e)
 		return e.key, nil
 	}
-	return c.miss(ctx, target{byID: true, id: id}, e)
+	// id may be a view of a request buffer (auth.KeyStore): the miss keeps
+	// it (singleflight key, entry, index), so it gets its own copy.
+	return c.miss(ctx, target{byID: true, id: strings.Clone(id)}, e)
 }
 
 func (c *Cache) countHit(e *entry) {

@@ -23,24 +23,56 @@ type authFixture struct {
 	now    time.Time
 }
 
-func newAuthFixture(tb testing.TB) *authFixture {
+func newAuthFixture(tb testing.TB) *authFixture { return newAuthFixtureWith(tb, authPlain) }
+
+// What the benchmarked request authenticates with.
+const (
+	authPlain     = iota // a key, no rate limit
+	authRateLimit        // a key with its own rate limit (never reached)
+	authSession          // a signed session cookie, with a rate limit
+)
+
+func newAuthFixtureWith(tb testing.TB, mode int) *authFixture {
 	keys := newMapKeys()
-	s, err := New(Options{
+	o := Options{
 		Keys:   keys,
 		Routes: []Route{{Name: "default", Targets: []string{"http://127.0.0.1:1"}}},
-	})
+	}
+	k := &auth.Key{ID: "key_b", User: "u", Enabled: true, Scopes: []string{"default"},
+		IPAllowlist: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}, SessionsAllowed: true}
+	var signer *auth.SessionSigner
+	if mode != authPlain {
+		k.RateLimit = &auth.RateLimit{RPS: 1e9, Burst: 1e9}
+		o.RateLimiter = KeyLimiter{Limiter: auth.NewLimiter(0, 0)}
+	}
+	if mode == authSession {
+		var err error
+		if signer, err = auth.NewSessionSigner([][]byte{[]byte("0123456789abcdef0123456789abcdef")}); err != nil {
+			tb.Fatal(err)
+		}
+		o.Sessions = &SignedSessions{Signer: signer, TTL: time.Hour}
+	}
+	s, err := New(o)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	secret := keys.add(tb, &auth.Key{ID: "key_b", User: "u", Enabled: true, Scopes: []string{"default"},
-		IPAllowlist: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}})
+	secret := keys.add(tb, k)
 	req := &fasthttp.Request{}
 	req.Header.DisableNormalizing()
 	req.SetRequestURI("/orders/1")
 	req.Header.SetHost("api.example")
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", "bench")
-	req.Header.Set("Authorization", "ApiKey "+secret)
+	if mode == authSession {
+		now := time.Now()
+		v, err := signer.AppendCookieValue(nil, k.ID, k.SessionEpoch, now, now.Add(time.Hour))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		req.Header.SetCookie(s.cookieName, string(v))
+	} else {
+		req.Header.Set("Authorization", "ApiKey "+secret)
+	}
 	return &authFixture{
 		s: s, st: newReqState(), req: req, rt: s.all[0],
 		client: netip.MustParseAddr("10.1.2.3"), now: time.Now(),
@@ -58,6 +90,26 @@ func (a *authFixture) once() error {
 
 func BenchmarkAuthDecisionHit(b *testing.B) {
 	a := newAuthFixture(b)
+	if err := a.once(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := a.once(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAuthDecisionRateLimitedHit adds a per-key token bucket.
+func BenchmarkAuthDecisionRateLimitedHit(b *testing.B) { benchAuth(b, authRateLimit) }
+
+// BenchmarkAuthDecisionSessionHit authenticates by a signed session
+// cookie (HMAC check, lookup by key id, epoch) with a rate limit.
+func BenchmarkAuthDecisionSessionHit(b *testing.B) { benchAuth(b, authSession) }
+
+func benchAuth(b *testing.B, mode int) {
+	a := newAuthFixtureWith(b, mode)
 	if err := a.once(); err != nil {
 		b.Fatal(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/netip"
 	"time"
+	"unsafe"
 
 	"github.com/keygate/keygate/auth"
 	"github.com/valyala/fasthttp"
@@ -211,7 +212,7 @@ func (s *Server) authenticate(ctx context.Context, st *reqState, req *fasthttp.R
 		if s.opts.Sessions != nil {
 			if cookie := req.Header.Cookie(s.cookieName); len(cookie) > 0 {
 				d.cred.src, d.session = srcCookie, true
-				d.key, err = s.sessionKey(ctx, cookie, now)
+				d.key, err = s.sessionKey(ctx, st, cookie, now)
 				if err != nil {
 					return d, err
 				}
@@ -245,12 +246,16 @@ func (s *Server) authenticate(ctx context.Context, st *reqState, req *fasthttp.R
 
 // sessionKey resolves a session cookie to its key; every failure is
 // ErrSessionInvalid except a store that cannot answer.
-func (s *Server) sessionKey(ctx context.Context, cookie []byte, now time.Time) (*auth.Key, error) {
-	id, epoch, err := s.opts.Sessions.Verify(cookie, now)
-	if err != nil {
+func (s *Server) sessionKey(ctx context.Context, st *reqState, cookie []byte, now time.Time) (*auth.Key, error) {
+	var epoch int64
+	var err error
+	st.sid, epoch, err = s.opts.Sessions.Verify(st.sid[:0], cookie, now)
+	if err != nil || len(st.sid) == 0 {
 		return nil, auth.ErrSessionInvalid
 	}
-	k, err := s.keys.LookupKeyID(ctx, id)
+	// A view of the request's own buffer, valid for this call only:
+	// auth.KeyStore.LookupKeyID copies the id if it keeps it.
+	k, err := s.keys.LookupKeyID(ctx, unsafe.String(unsafe.SliceData(st.sid), len(st.sid)))
 	if err != nil {
 		if errors.Is(err, auth.ErrKeyNotFound) {
 			return nil, auth.ErrSessionInvalid

@@ -26,6 +26,7 @@ type reqState struct {
 	ridIn []byte   // acceptable X-Request-Id received
 	proto []byte   // X-Forwarded-Proto received
 	fhost []byte   // X-Forwarded-Host received
+	sid   []byte   // key id of a session cookie
 
 	upDeadline time.Time // bounds the exchange with the upstream (upstreamTransport)
 
@@ -40,6 +41,7 @@ func newReqState() *reqState {
 		buf:  make([]byte, 0, 128),
 		xff:  make([][]byte, 0, 4),
 		conn: make([][]byte, 0, 4),
+		sid:  make([]byte, 0, 64),
 	}
 }
 

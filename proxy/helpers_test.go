@@ -85,13 +85,13 @@ func (m *mapKeys) add(t testing.TB, k *auth.Key) string {
 type fakeSessions struct{}
 
 func (fakeSessions) CookieName() string { return "kgs" }
-func (fakeSessions) Verify(v []byte, _ time.Time) (string, int64, error) {
+func (fakeSessions) Verify(dst, v []byte, _ time.Time) ([]byte, int64, error) {
 	id, ep, ok := strings.Cut(string(v), ".")
 	if !ok {
-		return "", 0, errors.New("bad cookie")
+		return dst, 0, errors.New("bad cookie")
 	}
 	n, err := strconv.ParseInt(ep, 10, 64)
-	return id, n, err
+	return append(dst, id...), n, err
 }
 func (fakeSessions) Issue(k *auth.Key, _ time.Time) (string, error) {
 	return fmt.Sprintf("kgs=%s.%d; Path=/; HttpOnly", k.ID, k.SessionEpoch), nil

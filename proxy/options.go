@@ -81,10 +81,11 @@ type RateLimiter interface {
 type Sessions interface {
 	// CookieName is the session cookie's name.
 	CookieName() string
-	// Verify checks a cookie value at now and returns the key id and the
-	// key's session epoch it was minted for. Any error means
+	// Verify checks a cookie value at now and appends the key id it was
+	// minted for to dst (so the hot path needs no allocation), returning
+	// the extended slice and the key's session epoch. Any error means
 	// session_invalid.
-	Verify(value []byte, now time.Time) (keyID string, epoch int64, err error)
+	Verify(dst, value []byte, now time.Time) (keyID []byte, epoch int64, err error)
 	// Issue returns the complete Set-Cookie header value for a new session
 	// of k.
 	Issue(k *auth.Key, now time.Time) (setCookie string, err error)
