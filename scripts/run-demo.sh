@@ -49,6 +49,8 @@ Demo key (user demo-user):        $demo_key
   # the admin API:
   curl -s -H 'X-API-Key: $admin_key' http://127.0.0.1:$ADMIN_PORT/v1/keys
 
+Web console: http://127.0.0.1:$ADMIN_PORT/ui/ (sign in with the admin key)
+
 Press Ctrl-C to stop.
 TXT
 wait "$kg"
