@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/keygate/keygate/admin/client"
 	"github.com/keygate/keygate/store"
 )
 
@@ -15,43 +16,20 @@ import (
 // long.
 const maxBulkIDs = store.MaxBulkIDs
 
-type keyResponse struct {
-	Key *store.Key `json:"key"`
-}
-
-type createResponse struct {
-	Key      *store.Key `json:"key"`
-	Secret   string     `json:"secret"`
-	Warnings []string   `json:"warnings"`
-}
-
-type listResponse struct {
-	Keys       []*store.Key `json:"keys"`
-	NextCursor string       `json:"next_cursor"`
-}
-
-type rotateResponse struct {
-	Key               *store.Key `json:"key"`
-	Secret            string     `json:"secret"`
-	PreviousExpiresAt *time.Time `json:"previous_expires_at"`
-}
-
-type bulkResponse struct {
-	Results []store.BulkResult `json:"results"`
-}
-
-type purgeResponse struct {
-	Deleted int  `json:"deleted"`
-	DryRun  bool `json:"dry_run"`
-}
+// The response envelopes are admin/client's types, so the server and the
+// client (CLI, console tests) share one definition of the wire format.
+type (
+	keyResponse    = client.KeyResult
+	createResponse = client.Created
+	listResponse   = client.KeyList
+	rotateResponse = client.Rotated
+	bulkResponse   = client.BulkResults
+	purgeResponse  = client.Purged
+	auditResponse  = client.AuditPage
+)
 
 type secretResponse struct {
 	Secret string `json:"secret"`
-}
-
-type auditResponse struct {
-	Events     []*store.AuditEvent `json:"events"`
-	NextCursor string              `json:"next_cursor"`
 }
 
 // readBody reads the whole (size-limited) body.

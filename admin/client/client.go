@@ -154,6 +154,9 @@ func call[T any](c *Client, ctx context.Context, method, path string, q url.Valu
 	return v, raw, nil
 }
 
+// The types below are the admin API's response envelopes (CONTRACT §6);
+// package admin encodes its responses with them too.
+
 // KeyResult is {"key": …}.
 type KeyResult struct {
 	Key *store.Key `json:"key"`
