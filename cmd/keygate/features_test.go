@@ -331,11 +331,14 @@ func TestFeatSessions(t *testing.T) {
 		f.admin(http.StatusOK, "POST", "/v1/keys/"+k.ID+"/disable", nil)
 		wantSessionInvalid(t, "after disable", use(c))
 		f.admin(http.StatusOK, "POST", "/v1/keys/"+k.ID+"/enable", nil)
+		// Disabling ends sessions for good: re-enabling does not revive them.
+		wantSessionInvalid(t, "after disable and enable", use(c))
 
 		c = issue(k)
 		f.admin(http.StatusOK, "PATCH", "/v1/keys/"+k.ID, map[string]any{"sessions_allowed": false})
 		wantSessionInvalid(t, "after sessions_allowed false", use(c))
 		f.admin(http.StatusOK, "PATCH", "/v1/keys/"+k.ID, map[string]any{"sessions_allowed": true})
+		wantSessionInvalid(t, "after sessions_allowed false and true", use(c))
 
 		c = issue(k)
 		f.admin(http.StatusOK, "POST", "/v1/keys/"+k.ID+"/revoke-sessions", nil)
