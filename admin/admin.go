@@ -278,8 +278,14 @@ func (h *Handler) dispatch(rts []*route) http.Handler {
 		if rt != nil && rt.Public {
 			level = slog.LevelDebug
 		}
+		// The route's pattern, never the raw path: a secret pasted where an
+		// id belongs must not reach the log.
+		pattern := ""
+		if rt != nil {
+			pattern = rt.Path
+		}
 		h.log.Log(r.Context(), level, "admin request",
-			"op", op, "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			"op", op, "method", r.Method, "route", pattern, "status", sw.status,
 			"duration_s", time.Since(start).Seconds(), "actor", rq.actor.KeyID,
 			"ip", rq.actor.IP, "request_id", rq.id)
 	})

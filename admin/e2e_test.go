@@ -243,6 +243,12 @@ func TestE2EKeyLifecycle(t *testing.T) {
 				t.Errorf("%s after delete: %d", p, r.status)
 			}
 		}
+		// A secret pasted where an id belongs: 404, and never in the log
+		// (noSecretLeaks below searches it for every secret seen).
+		_, pasted := a.create(map[string]any{"name": "pasted", "user": "u"})
+		if r := a.do("GET", "/v1/keys/"+pasted, nil); r.status != 404 {
+			t.Errorf("GET /v1/keys/<secret> = %d, want 404", r.status)
+		}
 		logs := a.srv.Logs()
 		for _, want := range []string{`"msg":"admin request"`, `"op":"keys.create"`, `"status":201`, `"actor":"` + a.srv.AdminID + `"`, `"op":"keys.delete"`} {
 			if !strings.Contains(logs, want) {

@@ -506,3 +506,24 @@ func TestProgressOnlyOnTerminal(t *testing.T) {
 		t.Errorf("purge with progress: stdout %q stderr %q", out.String(), errb.String())
 	}
 }
+
+func TestCheckKeyIDs(t *testing.T) {
+	secret, err := auth.NewSecret("kg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkKeyIDs([]string{"key_01M847TVKSSV91ZSS92GWPF6DG"}); err != nil {
+		t.Errorf("a key id refused: %v", err)
+	}
+	for _, bad := range []string{secret, "", "key_a b", "key_\x01", "01M847"} {
+		err := checkKeyIDs([]string{"key_01M847TVKSSV91ZSS92GWPF6DG", bad})
+		var ee *ExitError
+		if !errors.As(err, &ee) || ee.Code != ExitUsage {
+			t.Errorf("checkKeyIDs(%q) = %v, want a usage error", bad, err)
+			continue
+		}
+		if bad != "" && strings.Contains(err.Error(), bad) {
+			t.Errorf("checkKeyIDs(%q) echoes the argument: %v", bad, err)
+		}
+	}
+}

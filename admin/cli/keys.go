@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -103,7 +104,7 @@ func parseRateLimit(s string) (*store.RateLimit, error) {
 	r, b, ok := strings.Cut(s, ":")
 	rps, err1 := strconv.ParseFloat(r, 64)
 	burst, err2 := strconv.Atoi(b)
-	if !ok || err1 != nil || err2 != nil || rps < 0 || burst < 0 || rps != rps {
+	if !ok || err1 != nil || err2 != nil || rps < 0 || burst < 0 || math.IsNaN(rps) || math.IsInf(rps, 0) {
 		return nil, usageError("--rate-limit %q: want RPS:BURST, e.g. 10:20 (or none)", s)
 	}
 	return &store.RateLimit{RPS: rps, Burst: burst}, nil
@@ -261,6 +262,9 @@ func (c *ShowCmd) Run(s *Session) error {
 // eachKey runs one call per id and prints each key; the first failure
 // stops it.
 func eachKey(s *Session, what string, ids []string, fn func(context.Context, string) (client.KeyResult, []byte, error)) error {
+	if err := checkKeyIDs(ids); err != nil {
+		return err
+	}
 	for i, id := range ids {
 		res, raw, err := fn(s.Ctx, id)
 		if err != nil {
@@ -326,6 +330,9 @@ type DisableCmd struct {
 func (c *DisableCmd) Run(s *Session) error { return setEnabled(s, c.IDs, false) }
 
 func setEnabled(s *Session, ids []string, enabled bool) error {
+	if err := checkKeyIDs(ids); err != nil {
+		return err
+	}
 	what := map[bool]string{true: "enable", false: "disable"}[enabled]
 	for _, id := range ids {
 		res, raw, err := s.Client.SetEnabled(s.Ctx, id, enabled)
@@ -356,6 +363,9 @@ func (c *RotateCmd) Run(s *Session) error {
 			return usageError("--grace: %v", err)
 		}
 	}
+	if err := checkKeyIDs([]string{c.ID}); err != nil {
+		return err
+	}
 	res, raw, err := s.Client.RotateKey(s.Ctx, c.ID, c.Grace)
 	if err != nil {
 		return classify("rotate "+c.ID, err)
@@ -366,7 +376,10 @@ func (c *RotateCmd) Run(s *Session) error {
 	if err := renderKey(s.Stdout, res.Key); err != nil {
 		return err
 	}
-	if res.PreviousExpiresAt != nil {
+	// Without grace the old secret is kept as already expired (it answers
+	// key_expired), so "works until" only when its expiry is after now.
+	if res.PreviousExpiresAt != nil && res.Key != nil && res.Key.SecretRotatedAt != nil &&
+		res.PreviousExpiresAt.After(*res.Key.SecretRotatedAt) {
 		fmt.Fprintf(s.Stdout, "\nprevious secret works until %s\n", formatTime(res.PreviousExpiresAt))
 	} else {
 		fmt.Fprintln(s.Stdout, "\nprevious secret stopped working")
@@ -383,11 +396,15 @@ type DeleteCmd struct {
 // Run deletes each key. There is no prompt: it is meant for scripts, and
 // the audit log records who deleted what.
 func (c *DeleteCmd) Run(s *Session) error {
+	if err := checkKeyIDs(c.IDs); err != nil {
+		return err
+	}
 	for _, id := range c.IDs {
 		if err := s.Client.DeleteKey(s.Ctx, id); err != nil {
 			return classify("delete "+id, err)
 		}
 		if s.JSON {
+			// ids passed checkKeyIDs: plain ASCII, so %q is valid JSON.
 			fmt.Fprintf(s.Stdout, "{\"id\":%q,\"deleted\":true}\n", id)
 		} else {
 			fmt.Fprintf(s.Stdout, "%s deleted\n", clean(id))
@@ -466,6 +483,9 @@ type RevokeSessionsCmd struct {
 
 // Run ends each key's sessions.
 func (c *RevokeSessionsCmd) Run(s *Session) error {
+	if err := checkKeyIDs(c.IDs); err != nil {
+		return err
+	}
 	for _, id := range c.IDs {
 		_, raw, err := s.Client.RevokeSessions(s.Ctx, id)
 		if err != nil {
@@ -478,6 +498,23 @@ func (c *RevokeSessionsCmd) Run(s *Session) error {
 			continue
 		}
 		fmt.Fprintf(s.Stdout, "%s: sessions revoked\n", clean(id))
+	}
+	return nil
+}
+
+// checkKeyIDs refuses arguments that are not key ids before anything is
+// sent or printed: a secret pasted where an id belongs must not end up in
+// a URL, the admin API's log or this command's error output.
+func checkKeyIDs(ids []string) error {
+	for i, id := range ids {
+		ok := strings.HasPrefix(id, "key_") && len(id) <= 64
+		for j := 0; ok && j < len(id); j++ {
+			c := id[j]
+			ok = c == '_' || c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
+		}
+		if !ok {
+			return usageError("argument %d is not a key id (key_…); to find a key by its secret use POST /v1/keys/lookup or the web console", i+1)
+		}
 	}
 	return nil
 }

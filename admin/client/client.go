@@ -34,12 +34,17 @@ type Client struct {
 func New(baseURL, adminKey string, hc *http.Client) (*Client, error) {
 	u, err := url.Parse(strings.TrimRight(baseURL, "/"))
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("admin URL %q: want http(s)://host:port", baseURL)
+		return nil, errors.New("admin URL: want http(s)://host:port")
 	}
 	if hc == nil {
 		hc = &http.Client{Timeout: 60 * time.Second}
 	}
-	return &Client{base: u, key: adminKey, http: hc}, nil
+	// Never follow redirects: net/http would resend X-API-Key (and a POST
+	// body holding secrets, on 307/308) to wherever Location points. A 3xx
+	// is reported as an error naming the new address instead.
+	c := *hc
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	return &Client{base: u, key: adminKey, http: &c}, nil
 }
 
 // APIError is a non-2xx answer of the admin API.
@@ -113,15 +118,19 @@ func (c *Client) Do(ctx context.Context, method, path string, query url.Values, 
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		return nil, &UnreachableError{URL: c.base.String(), Err: unwrapURLError(err)}
+		return nil, &UnreachableError{URL: c.base.Redacted(), Err: unwrapURLError(err)}
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
-		return nil, &UnreachableError{URL: c.base.String(), Err: err}
+		return nil, &UnreachableError{URL: c.base.Redacted(), Err: err}
 	}
 	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		return data, nil
+	}
+	if resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		return nil, &APIError{Status: resp.StatusCode, Code: "redirected",
+			Message: "the admin API redirected to " + resp.Header.Get("Location") + "; use that address as --admin-url"}
 	}
 	ae := &APIError{Status: resp.StatusCode}
 	if json.Unmarshal(data, ae) != nil || ae.Code == "" {

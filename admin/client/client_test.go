@@ -66,3 +66,37 @@ func TestDoErrors(t *testing.T) {
 		t.Errorf("closed server: %v", err)
 	}
 }
+
+// The admin key must never follow a redirect to another address, and a
+// password in --admin-url must not be printed.
+func TestNoRedirectsAndRedactedURL(t *testing.T) {
+	var leaked string
+	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		leaked = r.Header.Get("X-API-Key")
+	}))
+	defer other.Close()
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other.URL+r.URL.Path, http.StatusTemporaryRedirect)
+	}))
+	defer redirector.Close()
+	c, err := New(redirector.URL, "kg_adminkey", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Do(context.Background(), "GET", "/v1/keys", nil, nil)
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.Code != "redirected" || !strings.Contains(ae.Message, other.URL) {
+		t.Errorf("redirect: err = %v, want APIError redirected naming %s", err, other.URL)
+	}
+	if leaked != "" {
+		t.Errorf("the admin key followed the redirect to another server")
+	}
+
+	c, err = New("http://user:hunter2@127.0.0.1:1", "k", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Do(context.Background(), "GET", "/v1/keys", nil, nil); err == nil || strings.Contains(err.Error(), "hunter2") {
+		t.Errorf("unreachable error %v: want an error without the URL's password", err)
+	}
+}
