@@ -31,6 +31,11 @@ type UsageRecorder struct {
 	log    *slog.Logger
 	seed   maphash.Seed
 	shards [usageShards]usageShard
+
+	// flushMu serializes flushes, so the final Flush at shutdown waits for
+	// a periodic one in progress (which either wrote its batch or put it
+	// back) instead of finding nothing and returning.
+	flushMu sync.Mutex
 }
 
 const usageShards = 32
@@ -101,6 +106,8 @@ func (r *UsageRecorder) Run(ctx context.Context) {
 // Flush writes everything recorded so far in one RecordUsage call. On
 // failure the batch is put back (keeping any later use recorded meanwhile).
 func (r *UsageRecorder) Flush(ctx context.Context) error {
+	r.flushMu.Lock()
+	defer r.flushMu.Unlock()
 	var batch []Usage
 	for i := range r.shards {
 		sh := &r.shards[i]

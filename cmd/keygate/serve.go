@@ -67,6 +67,14 @@ type server struct {
 	// each replica enforces a key's rate on its own share of the traffic.
 	limiter *auth.Limiter
 	warmed  atomic.Bool
+	// storeOK is when the store last answered a ping or the warm-up (unix
+	// nanoseconds): cached keys serve for positive_ttl + stale_if_error
+	// past it.
+	storeOK atomic.Int64
+	// drained is set when both listeners finished their in-flight
+	// requests; only then may the cache be closed (ristretto's Close is
+	// not safe during lookups).
+	drained atomic.Bool
 }
 
 func newServer(ctx context.Context, cfg *config.Config, log *slog.Logger, getenv func(string) string, stderr io.Writer) (_ *server, err error) {
@@ -270,7 +278,11 @@ func adminSources(srcs []config.Source) []admin.Source {
 // ctx's end drains both listeners within shutdown_timeout.
 func (s *server) run(ctx context.Context) error {
 	defer s.raw.Close()
-	defer s.cache.Close()
+	defer func() {
+		if s.drained.Load() {
+			s.cache.Close()
+		}
+	}()
 
 	proxyLn, err := net.Listen("tcp", s.cfg.Proxy.Listen)
 	if err != nil {
@@ -334,6 +346,7 @@ func (s *server) shutdown() error {
 	if err := s.usage.Flush(fctx); err != nil {
 		s.log.Warn("final usage flush failed", "err", err)
 	}
+	s.drained.Store(perr == nil && aerr == nil)
 	return errors.Join(perr, aerr)
 }
 
@@ -352,8 +365,9 @@ func (s *server) sweep(ctx context.Context, interval time.Duration) {
 	}
 }
 
-// watch applies other replicas' changes to the cache until ctx ends,
-// restarting the store's Watch if it fails.
+// watch applies other replicas' changes to the cache until ctx ends.
+// Postgres.Watch reconnects by itself and returns only when ctx ends; the
+// loop is a guard in case a Backend's Watch gives up.
 func (s *server) watch(ctx context.Context) {
 	for ctx.Err() == nil {
 		err := s.store.Watch(ctx, func(ch store.Change, resync bool) {
@@ -381,7 +395,7 @@ func (s *server) watch(ctx context.Context) {
 // the watcher's first resync re-report recent changes and drop the keys just
 // loaded (a fresh replica must serve through an outage that starts at once).
 func (s *server) warm(ctx context.Context) {
-	if w, ok := s.raw.(interface{ Synced() <-chan struct{} }); ok && s.cfg.Store.Driver == config.DriverPostgres {
+	if w, ok := s.raw.(interface{ Synced() <-chan struct{} }); ok { // PostgreSQL
 		select {
 		case <-w.Synced():
 		case <-ctx.Done():
@@ -391,6 +405,7 @@ func (s *server) warm(ctx context.Context) {
 	for ctx.Err() == nil {
 		n, err := s.warmOnce(ctx)
 		if err == nil {
+			s.storeOK.Store(time.Now().UnixNano())
 			s.warmed.Store(true)
 			s.log.Info("cache warmed", "keys", n)
 			return
@@ -428,21 +443,32 @@ func (s *server) warmOnce(ctx context.Context) (int, error) {
 	return s.cache.Warm(epoch, entries), nil
 }
 
-// ready is /readyz: ready while the process can serve, that is once the
-// cache is warm (it then serves cached keys even if the store goes down).
+// ready is /readyz: ready while the process can serve (CONTRACT §6: store
+// reachable or cache warm) — once the cache is warm, and then while the
+// store answers or its last answer is recent enough for cached keys to
+// still be served (positive_ttl + stale_if_error).
 func (s *server) ready(ctx context.Context) (map[string]any, error) {
-	pctx, cancel := context.WithTimeout(ctx, s.cfg.Store.QueryTimeout.Std())
+	// Probes have short timeouts of their own: don't wait the full query
+	// timeout on a hanging store.
+	pctx, cancel := context.WithTimeout(ctx, min(s.cfg.Store.QueryTimeout.Std(), 500*time.Millisecond))
 	defer cancel()
+	now := time.Now()
 	storeState := "ok"
 	if err := s.store.Ping(pctx); err != nil {
 		storeState = "unavailable"
+	} else {
+		s.storeOK.Store(now.UnixNano())
 	}
+	cacheServes := now.Sub(time.Unix(0, s.storeOK.Load())) < s.cfg.Cache.PositiveTTL.Std()+s.cfg.Cache.StaleIfError.Std()
 	detail := map[string]any{
 		"store": map[string]any{"driver": s.cfg.Store.Driver, "status": storeState},
-		"cache": map[string]any{"warm": s.warmed.Load(), "entries": s.cache.Len()},
+		"cache": map[string]any{"warm": s.warmed.Load(), "entries": s.cache.Len(), "serving": cacheServes},
 	}
-	if !s.warmed.Load() {
+	switch {
+	case !s.warmed.Load():
 		return detail, errors.New("the key cache is not warm yet")
+	case storeState != "ok" && !cacheServes:
+		return detail, errors.New("the store is unavailable and cached keys are past stale_if_error")
 	}
 	return detail, nil
 }
