@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
@@ -252,7 +253,7 @@ func (h *Handler) bulk(w http.ResponseWriter, r *http.Request, rq *request) erro
 		return fieldError("ids", "must list at least one key id")
 	}
 	if len(ids) > maxBulkIDs {
-		return fieldError("ids", "may list at most 1000 key ids")
+		return fieldError("ids", fmt.Sprintf("may list at most %d key ids", maxBulkIDs))
 	}
 	ctx, cancel := h.ctx(r)
 	defer cancel()

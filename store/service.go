@@ -546,7 +546,10 @@ func (s *Service) remove(ctx context.Context, a Actor, id, action string, still 
 
 // Bulk applies "delete", "enable" or "disable" to each id, each in its own
 // transaction. A missing id is reported as "not_found" and the others are
-// still applied; a store failure stops the run and is returned.
+// still applied. A store failure stops the run: if nothing was applied yet
+// it is returned as the error; otherwise the results say which ids were
+// applied and mark the rest "store_unavailable" (so the caller never loses
+// track of what already happened).
 func (s *Service) Bulk(ctx context.Context, a Actor, action string, ids []string) ([]BulkResult, error) {
 	var op func(id string) error
 	switch action {
@@ -564,15 +567,24 @@ func (s *Service) Bulk(ctx context.Context, a Actor, action string, ids []string
 		return nil, &FieldError{Field: "ids", Msg: fmt.Sprintf("more than %d ids", MaxBulkIDs)}
 	}
 	results := make([]BulkResult, 0, len(ids))
-	for _, id := range ids {
+	for i, id := range ids {
 		err := op(id)
 		switch {
 		case err == nil:
 			results = append(results, BulkResult{ID: id, OK: true})
 		case errors.Is(err, ErrNotFound):
 			results = append(results, BulkResult{ID: id, Error: "not_found"})
-		default:
+		case i == 0:
 			return nil, err
+		default:
+			code := "internal_error"
+			if errors.Is(err, ErrUnavailable) {
+				code = "store_unavailable"
+			}
+			for _, rest := range ids[i:] {
+				results = append(results, BulkResult{ID: rest, Error: code})
+			}
+			return results, nil
 		}
 	}
 	return results, nil

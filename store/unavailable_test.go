@@ -138,3 +138,49 @@ func (f *flaky) RecordUsage(ctx context.Context, u []store.Usage) error {
 	}
 	return f.Backend.RecordUsage(ctx, u)
 }
+
+// failAfter lets the first n Updates through, then fails like a store
+// that went away.
+type failAfter struct {
+	store.Backend
+	n atomic.Int64
+}
+
+func (f *failAfter) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if f.n.Add(-1) < 0 {
+		return errDown
+	}
+	return f.Backend.Update(ctx, fn)
+}
+
+// A store failure in the middle of a bulk action must not hide which ids
+// were already applied.
+func TestBulkReportsAppliedIDsWhenTheStoreFails(t *testing.T) {
+	ctx := context.Background()
+	b := &failAfter{Backend: openEmbedded(t)}
+	b.n.Store(1 << 30)
+	svc := store.NewService(b, store.Options{})
+	var ids []string
+	for i := range 3 {
+		c, err := svc.Create(ctx, store.Actor{}, []byte(fmt.Sprintf(`{"name": "k%d", "user": "u"}`, i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, c.Key.ID)
+	}
+
+	b.n.Store(1) // the first delete commits, then the store is down
+	res, err := svc.Bulk(ctx, store.Actor{}, "delete", ids)
+	if err != nil {
+		t.Fatalf("Bulk with one id applied = %v, want per-id results", err)
+	}
+	want := []store.BulkResult{{ID: ids[0], OK: true}, {ID: ids[1], Error: "store_unavailable"}, {ID: ids[2], Error: "store_unavailable"}}
+	if fmt.Sprint(res) != fmt.Sprint(want) {
+		t.Errorf("Bulk results = %+v, want %+v", res, want)
+	}
+
+	b.n.Store(0) // down from the start: nothing applied, the error itself
+	if _, err := svc.Bulk(ctx, store.Actor{}, "delete", ids[1:]); !errors.Is(err, store.ErrUnavailable) {
+		t.Errorf("Bulk with the store down = %v, want ErrUnavailable", err)
+	}
+}
