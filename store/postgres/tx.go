@@ -402,6 +402,13 @@ func (t *tx) AppendAudit(ev *store.AuditEvent) error {
 	if ev.Changes == nil {
 		changes = nil
 	}
+	// The lock is held until commit, so events get seq in commit order and
+	// a reader paging by seq never skips one committed later (see migration
+	// 0002). The service appends the event last in each transaction, so no
+	// other lock is waited for while holding it.
+	if _, err := t.exec(`SELECT pg_advisory_xact_lock(hashtextextended('keygate:audit', 0))`); err != nil {
+		return t.wrap(err)
+	}
 	_, err = t.exec(`INSERT INTO audit_events (id, at, actor, action, key_id, ip, changes)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`, ev.ID, ev.At, ev.Actor, ev.Action, ev.KeyID, ev.IP, changes)
 	return t.wrap(err)
@@ -419,9 +426,9 @@ func (t *tx) ListAudit(f store.AuditFilter) ([]*store.AuditEvent, error) {
 		q.where("at >= " + q.arg(*f.Since))
 	}
 	if f.AfterID != "" {
-		q.where("id > " + q.arg(f.AfterID))
+		q.where("seq > (SELECT seq FROM audit_events WHERE id = " + q.arg(f.AfterID) + ")")
 	}
-	sql := "SELECT id, at, actor, action, key_id, ip, changes FROM audit_events" + q.clause() + " ORDER BY id"
+	sql := "SELECT id, at, actor, action, key_id, ip, changes FROM audit_events" + q.clause() + " ORDER BY seq"
 	if f.Limit > 0 {
 		sql += " LIMIT " + q.arg(f.Limit)
 	}
