@@ -202,7 +202,7 @@ func (s *Service) defaultExpiry(now time.Time) *time.Time {
 	if d <= 0 {
 		return nil
 	}
-	t := now.Add(d)
+	t := normTime(now.Add(d))
 	return &t
 }
 

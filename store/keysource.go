@@ -25,7 +25,15 @@ func (s *KeySource) LookupKey(ctx context.Context, digest [32]byte) (*auth.Key, 
 	if err != nil {
 		return nil, authError(err)
 	}
+	if !k.answersTo(digest) { // never trust a damaged index: fail closed
+		return nil, auth.ErrKeyNotFound
+	}
 	return ToAuthKey(k, digest), nil
+}
+
+// answersTo reports whether d is the key's current or previous secret.
+func (k *Key) answersTo(d [32]byte) bool {
+	return d == k.Digest || (k.HasPrevious() && d == k.PreviousDigest)
 }
 
 // LookupKeyID returns the key with id, as looked up by its current secret.

@@ -341,6 +341,9 @@ func (s *Service) Lookup(ctx context.Context, secret string) (*Key, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !k.answersTo(d) {
+		return nil, ErrNotFound
+	}
 	now := s.now()
 	if d != k.Digest && (k.PreviousSecretExpiresAt == nil || !now.Before(*k.PreviousSecretExpiresAt)) {
 		return nil, ErrNotFound // a rotated-out secret past its grace belongs to no key
@@ -727,7 +730,7 @@ func (s *Service) Bootstrap(ctx context.Context, secret string, force bool) (*Cr
 		Enabled: true, SessionsAllowed: true, CreatedAt: now, UpdatedAt: now,
 	}
 	if s.opts.MaxLifetime > 0 {
-		t := now.Add(s.opts.MaxLifetime)
+		t := normTime(now.Add(s.opts.MaxLifetime))
 		k.ExpiresAt = &t
 	}
 	s.setSecret(k, secret)

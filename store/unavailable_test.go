@@ -184,3 +184,48 @@ func TestBulkReportsAppliedIDsWhenTheStoreFails(t *testing.T) {
 		t.Errorf("Bulk with the store down = %v, want ErrUnavailable", err)
 	}
 }
+
+// lyingIndex answers every digest with one fixed key, like a damaged
+// digest index.
+type lyingIndex struct {
+	store.Backend
+	k *store.Key
+}
+
+func (l *lyingIndex) LookupDigest(context.Context, [32]byte) (*store.Key, error) {
+	return l.k.Clone(), nil
+}
+
+// A key returned for a digest it does not have is not trusted: the hot
+// path and the admin lookup both fail closed.
+func TestLookupDoesNotTrustTheDigestIndex(t *testing.T) {
+	ctx := context.Background()
+	b := openEmbedded(t)
+	svc := store.NewService(b, store.Options{})
+	c, err := svc.Create(ctx, store.Actor{}, []byte(`{"name": "real", "user": "u"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := auth.NewSecret("kg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := svc.Get(ctx, c.Key.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored *store.Key
+	if err := b.View(ctx, func(tx store.Tx) (err error) { stored, err = tx.GetKey(k.ID); return err }); err != nil {
+		t.Fatal(err)
+	}
+	lying := &lyingIndex{Backend: b, k: stored}
+	if _, err := store.NewKeySource(lying).LookupKey(ctx, auth.Digest([]byte(other))); !errors.Is(err, auth.ErrKeyNotFound) {
+		t.Errorf("KeySource.LookupKey(other secret) = %v, want ErrKeyNotFound", err)
+	}
+	if _, err := store.NewService(lying, store.Options{}).Lookup(ctx, other); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Service.Lookup(other secret) = %v, want ErrNotFound", err)
+	}
+	if got, err := store.NewKeySource(lying).LookupKey(ctx, auth.Digest([]byte(c.Secret))); err != nil || got.ID != k.ID {
+		t.Errorf("KeySource.LookupKey(its own secret) = %v, %v", got, err)
+	}
+}

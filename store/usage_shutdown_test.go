@@ -42,7 +42,7 @@ func TestUsageFinalFlushWaitsForPeriodic(t *testing.T) {
 	done := make(chan struct{})
 	go func() { r.Run(ctx); close(done) }()
 	r.Record(&auth.Key{ID: "k1"}, false, time.Now())
-	<-b.started // the periodic flush holds k1's batch
+	<-b.started                                           // the periodic flush holds k1's batch
 	if err := r.Flush(context.Background()); err != nil { // serve's final flush
 		t.Fatal(err)
 	}
