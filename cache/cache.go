@@ -84,6 +84,7 @@ type Cache struct {
 	next          auth.KeyStore
 	rc            *ristretto.Cache[uint64, *entry]
 	now           func() time.Time
+	realClock     bool // now is time.Now: LookupKeyAt may use its caller's reading
 	positiveTTL   time.Duration
 	negativeTTL   time.Duration
 	staleIfError  time.Duration
@@ -178,13 +179,15 @@ func New(next auth.KeyStore, o Options) (*Cache, error) {
 	if o.LookupTimeout == 0 {
 		o.LookupTimeout = DefaultLookupTimeout
 	}
-	if o.Now == nil {
+	realClock := o.Now == nil
+	if realClock {
 		o.Now = time.Now
 	}
 
 	c := &Cache{
 		next:          next,
 		now:           o.Now,
+		realClock:     realClock,
 		positiveTTL:   o.PositiveTTL,
 		negativeTTL:   o.NegativeTTL,
 		staleIfError:  o.StaleIfError,
@@ -278,11 +281,28 @@ func (c *Cache) idHash(id string) uint64 { return maphash.String(c.seed, id) }
 // store does not know and an error matching auth.ErrStoreUnavailable when
 // the store cannot answer and no stale key may stand in.
 func (c *Cache) LookupKey(ctx context.Context, digest [32]byte) (*auth.Key, error) {
+	return c.lookupKey(ctx, digest, time.Time{})
+}
+
+// LookupKeyAt is LookupKey for a caller that has just read the clock (the
+// proxy, once per request): now stands in for a reading of the cache's
+// own, unless the cache was given a clock other than time.Now.
+func (c *Cache) LookupKeyAt(ctx context.Context, digest [32]byte, now time.Time) (*auth.Key, error) {
+	if !c.realClock {
+		now = time.Time{}
+	}
+	return c.lookupKey(ctx, digest, now)
+}
+
+func (c *Cache) lookupKey(ctx context.Context, digest [32]byte, now time.Time) (*auth.Key, error) {
 	e, ok := c.rc.Get(digestHash(&digest))
 	if ok && (e.byID || e.digest != digest || !c.current(e)) {
 		e = nil
 	}
-	if e != nil && c.now().Before(e.expires) {
+	if e != nil && now.IsZero() {
+		now = c.now()
+	}
+	if e != nil && now.Before(e.expires) {
 		if e.key == nil {
 			c.m.negativeHit.Inc()
 			return nil, auth.ErrKeyNotFound
@@ -506,7 +526,7 @@ func (c *Cache) holdStale(t target) {
 	if t.byID {
 		cost = 0
 	}
-	c.rc.SetWithTTL(t.hash(c), &e, cost, old.staleUntil.Sub(now))
+	c.rc.SetWithTTL(t.hash(c), &e, cost, memoryTTL(t, old.staleUntil.Sub(now)))
 	c.rc.Wait() // as in put: the next request should find it
 }
 
@@ -545,9 +565,20 @@ func (c *Cache) set(t target, key *auth.Key, mk mark, ttl, stale time.Duration) 
 	if t.byID {
 		cost = 0
 	}
-	// Ristretto's TTL only frees memory (and 0 would mean forever, which
-	// ttl+stale > 0 rules out here); expires and staleUntil decide.
-	return c.rc.SetWithTTL(t.hash(c), e, cost, ttl+stale)
+	return c.rc.SetWithTTL(t.hash(c), e, cost, memoryTTL(t, ttl+stale))
+}
+
+// memoryTTL is the ristretto TTL for an entry that is of no use after
+// life: it only frees memory, since an entry's expires and staleUntil
+// decide whether it answers. Entries by digest get none (0: kept until
+// evicted or replaced): MaxKeys bounds them by cost, and ristretto reads
+// the clock on every hit of an entry with a TTL, which is the proxy's
+// hot path. Entries by id cost nothing, so a TTL is what frees them.
+func memoryTTL(t target, life time.Duration) time.Duration {
+	if !t.byID {
+		return 0
+	}
+	return life
 }
 
 // WarmEntry is one key to preload: the digest of one of its live secrets

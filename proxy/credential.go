@@ -227,7 +227,12 @@ func (s *Server) authenticate(ctx context.Context, st *reqState, req *fasthttp.R
 	if !s.checkFormat(c.key) {
 		return d, auth.ErrInvalidKey
 	}
-	k, err := s.keys.LookupKey(ctx, auth.Digest(c.key))
+	var k *auth.Key
+	if s.keysAt != nil {
+		k, err = s.keysAt.LookupKeyAt(ctx, auth.Digest(c.key), now)
+	} else {
+		k, err = s.keys.LookupKey(ctx, auth.Digest(c.key))
+	}
 	if err != nil {
 		if errors.Is(err, auth.ErrKeyNotFound) {
 			return d, auth.ErrInvalidKey

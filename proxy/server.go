@@ -27,6 +27,9 @@ const unhealthyFor = 5 * time.Second
 type Server struct {
 	opts      Options
 	realClock bool // Options.Now was left to time.Now
+	// keysAt is Keys when it can take the request's clock reading (the
+	// cache does), and the clock is the real one; nil otherwise.
+	keysAt timedKeyStore
 	keys      auth.KeyStore
 	tls       *tls.Config
 
@@ -64,6 +67,9 @@ func New(o Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{opts: o, keys: o.Keys, tls: o.TLS, realClock: realClock}
+	if tk, ok := o.Keys.(timedKeyStore); ok && realClock {
+		s.keysAt = tk
+	}
 	if s.tls == nil && o.CertFile != "" {
 		cert, err := tls.LoadX509KeyPair(o.CertFile, o.KeyFile)
 		if err != nil {
