@@ -30,8 +30,8 @@ type Server struct {
 	// keysAt is Keys when it can take the request's clock reading (the
 	// cache does), and the clock is the real one; nil otherwise.
 	keysAt timedKeyStore
-	keys      auth.KeyStore
-	tls       *tls.Config
+	keys   auth.KeyStore
+	tls    *tls.Config
 
 	hdrSources   []headerSource
 	querySources []string
@@ -175,6 +175,7 @@ func (s *Server) newRoute(r Route) (*route, error) {
 				// small ones are read whole (upstreamTransport); the
 				// route timeout still bounds the whole exchange.
 				Transport:                     &upstreamTransport{timeout: rt.timeout},
+				DialTimeout:                   lazyDeadlineDial(t.tls, deadlineSlack(rt.timeout)),
 				DisablePathNormalizing:        true,
 				DisableHeaderNamesNormalizing: true,
 				NoDefaultUserAgentHeader:      true,
@@ -196,6 +197,8 @@ func (s *Server) Handler() fasthttp.RequestHandler { return s.handle }
 // connection from anyone else that sends one is refused; with TLS the
 // connection is then TLS.
 func (s *Server) Serve(ln net.Listener) error {
+	o := &s.opts
+	ln = &lazyDeadlineListener{Listener: ln, slack: deadlineSlack(o.ReadTimeout, o.WriteTimeout, o.IdleTimeout)}
 	if s.opts.ProxyProtocol {
 		ln = &proxyproto.Listener{
 			Listener:          ln,

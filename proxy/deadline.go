@@ -1,0 +1,211 @@
+package proxy
+
+import (
+	"math"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/valyala/fasthttp"
+)
+
+// lazyDeadlineListener hands out connections whose deadlines are applied
+// lazily and coarsely (lazyDeadlineConn). fasthttp moves a keep-alive
+// connection's deadlines three times per request (idle wait, request
+// read, response write); each move is a runtime timer update and two
+// clock reads, a noticeable share of a proxied request's cost.
+type lazyDeadlineListener struct {
+	net.Listener
+	slack time.Duration
+}
+
+func (l *lazyDeadlineListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &lazyDeadlineConn{Conn: c, slack: l.slack.Nanoseconds()}, nil
+}
+
+// deadlineSlack is how late a lazily applied deadline may fire: 1/16 of
+// the shortest timeout, at most a second (the default 30 s read timeout
+// then fires between 30 and 31 s).
+func deadlineSlack(timeouts ...time.Duration) time.Duration {
+	slack := time.Second
+	for _, d := range timeouts {
+		if d > 0 {
+			slack = min(slack, d/16)
+		}
+	}
+	return slack
+}
+
+// lazyDeadlineConn keeps a read and a write deadline the way net.Conn
+// does, with two differences that never make one fire early:
+//   - a deadline is applied to the socket only when the next Read (or
+//     Write) is about to happen, so a deadline replaced before any I/O
+//     (fasthttp's request-read deadline, when the whole request arrived
+//     with its first byte) costs nothing;
+//   - a socket deadline is armed slack past the one asked for, and left in
+//     place while it is no earlier than the one asked for and at most
+//     slack past it: on a busy keep-alive connection, the socket's timer
+//     moves at most once per slack instead of on every request.
+//
+// A deadline set while a Read or Write is in progress (another goroutine
+// cutting it short) is applied at once, as net.Conn would.
+type lazyDeadlineConn struct {
+	net.Conn
+	slack int64 // ns
+
+	rd, wd lazyDeadline
+}
+
+// lazyDeadline is one direction's state. want and armed are deadlines
+// as fromTime keeps them, 0 meaning none; want is what was asked for, armed
+// what the socket has. mu orders the (rare) updates of the socket's
+// deadline, so that armed always says what the socket has.
+type lazyDeadline struct {
+	want  atomic.Int64
+	armed atomic.Int64
+	busy  atomic.Bool // a Read (Write) is in progress
+	mu    sync.Mutex
+}
+
+// monoBase anchors deadlines kept as integers: nanoseconds since it, on
+// the monotonic clock when the deadline has a monotonic reading (fasthttp's
+// do), so a wall-clock step moves none of them.
+var monoBase = time.Now()
+
+func fromTime(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	if n := int64(t.Sub(monoBase)); n != 0 {
+		return n
+	}
+	return 1
+}
+
+func toTime(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return monoBase.Add(time.Duration(n))
+}
+
+// covered reports whether the socket's deadline may stand for want: the
+// same, or no earlier and at most slack later.
+func covered(want, armed, slack int64) bool {
+	if want == 0 || armed == 0 {
+		return want == armed
+	}
+	return armed >= want && armed-want <= slack
+}
+
+// sync makes the socket's deadline cover want, arming it slack late when
+// it must move. exact (a deadline set while I/O is in progress, perhaps to
+// cut it short) arms want itself.
+func (d *lazyDeadline) sync(slack int64, exact bool, set func(time.Time) error) error {
+	if !exact && covered(d.want.Load(), d.armed.Load(), slack) {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	want, armed := d.want.Load(), d.armed.Load()
+	if exact && want == armed || !exact && covered(want, armed, slack) {
+		return nil
+	}
+	at := want
+	if want != 0 && !exact && at <= math.MaxInt64-slack {
+		at += slack
+	}
+	if err := set(toTime(at)); err != nil {
+		return err
+	}
+	d.armed.Store(at)
+	return nil
+}
+
+func (c *lazyDeadlineConn) Read(b []byte) (int, error) {
+	c.rd.busy.Store(true)
+	defer c.rd.busy.Store(false)
+	if err := c.rd.sync(c.slack, false, c.Conn.SetReadDeadline); err != nil {
+		return 0, err
+	}
+	return c.Conn.Read(b)
+}
+
+func (c *lazyDeadlineConn) Write(b []byte) (int, error) {
+	c.wd.busy.Store(true)
+	defer c.wd.busy.Store(false)
+	if err := c.wd.sync(c.slack, false, c.Conn.SetWriteDeadline); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(b)
+}
+
+// SetReadDeadline records t for the next Read; a Read in progress gets it
+// at once, exactly. (busy is stored before a Read syncs, and checked here
+// after want: one of the two always sees the new deadline.)
+func (c *lazyDeadlineConn) SetReadDeadline(t time.Time) error {
+	c.rd.want.Store(fromTime(t))
+	if c.rd.busy.Load() {
+		return c.rd.sync(c.slack, true, c.Conn.SetReadDeadline)
+	}
+	return nil
+}
+
+func (c *lazyDeadlineConn) SetWriteDeadline(t time.Time) error {
+	c.wd.want.Store(fromTime(t))
+	if c.wd.busy.Load() {
+		return c.wd.sync(c.slack, true, c.Conn.SetWriteDeadline)
+	}
+	return nil
+}
+
+func (c *lazyDeadlineConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.SetWriteDeadline(t)
+}
+
+// SetKeepAlive and SetKeepAlivePeriod pass fasthttp's TCPKeepalive on to
+// a TCP connection.
+func (c *lazyDeadlineConn) SetKeepAlive(on bool) error {
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		return tc.SetKeepAlive(on)
+	}
+	return nil
+}
+
+func (c *lazyDeadlineConn) SetKeepAlivePeriod(d time.Duration) error {
+	if tc, ok := c.Conn.(*net.TCPConn); ok {
+		return tc.SetKeepAlivePeriod(d)
+	}
+	return nil
+}
+
+// lazyDeadlineDial dials upstreams as fasthttp does by default, with
+// deadlines that are lazy like the listener's: the transport sets one per
+// exchange on a kept-alive connection, and it moves by the time between
+// two requests.
+func lazyDeadlineDial(tls bool, slack time.Duration) fasthttp.DialFuncWithTimeout {
+	return func(addr string, timeout time.Duration) (net.Conn, error) {
+		addr = fasthttp.AddMissingPort(addr, tls)
+		var (
+			c   net.Conn
+			err error
+		)
+		if timeout > 0 {
+			c, err = fasthttp.DialTimeout(addr, timeout)
+		} else {
+			c, err = fasthttp.Dial(addr)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return &lazyDeadlineConn{Conn: c, slack: slack.Nanoseconds()}, nil
+	}
+}
