@@ -13,71 +13,71 @@ import (
 )
 
 // forward sends the request upstream and copies the response back
-// (CONTRACT §4 step 5). The upstream request is built fresh, from an
-// allowlist pass over the received headers, so nothing the client sent
-// survives by accident.
-func (s *Server) forward(ctx *fasthttp.RequestCtx, st *reqState, rt *route, d *decision, host, query []byte, peer netip.Addr, peerTrusted bool, rid []byte) {
+// (CONTRACT §4 step 5). The upstream request's header block is written
+// fresh into st.head, from an allowlist pass over the received headers,
+// so nothing the client sent survives by accident; the transport sends it
+// after the request line (writeRequest). Building the block directly,
+// rather than through a fasthttp.RequestHeader, saves a copy and a
+// sanitizing pass per header on every request.
+func (s *Server) forward(ctx *fasthttp.RequestCtx, st *reqState, rt *route, d *decision, host, query []byte, peer netip.Addr, peerTrusted bool, rid []byte, sent time.Time) {
 	in := &ctx.Request
+	// out carries what fasthttp's client itself reads: the method (retry
+	// decisions), the request-target and scheme, and the body.
 	out := fasthttp.AcquireRequest()
 	defer fasthttp.ReleaseRequest(out)
-	out.Header.DisableNormalizing()
+	out.Header.SetMethodBytes(in.Header.Method())
 
+	h := appendHeaderLine(st.head[:0], strHost, host)
 	for k, v := range in.Header.All() {
 		if s.dropRequestHeader(st, k, v, peerTrusted) {
 			continue
 		}
 		if s.opts.Sessions != nil && equalFold(k, "Cookie") {
-			for ck, cv := range in.Header.Cookies() {
-				if string(ck) != s.cookieName {
-					out.Header.SetCookieBytesKV(ck, cv)
-				}
-			}
+			h = s.appendCookiesWithoutSession(h, in)
 			continue
 		}
-		out.Header.AddBytesKV(k, v)
+		h = appendHeaderLine(h, k, v)
 	}
-	out.Header.SetMethodBytes(in.Header.Method())
-	out.Header.SetHostBytes(host)
-	out.UseHostHeader = true
 
 	if k := d.key; k != nil {
-		addIdentity(out, s.idKeyID, k.ID)
-		addIdentity(out, s.idKeyName, k.Name)
-		addIdentity(out, s.idUser, k.User)
-		addIdentity(out, s.idApplication, k.Application)
-		addIdentity(out, s.idTenant, k.Tenant)
-		addIdentity(out, s.idScopes, k.ScopesHeader)
+		h = appendIdentity(h, s.idKeyID, k.ID)
+		h = appendIdentity(h, s.idKeyName, k.Name)
+		h = appendIdentity(h, s.idUser, k.User)
+		h = appendIdentity(h, s.idApplication, k.Application)
+		h = appendIdentity(h, s.idTenant, k.Tenant)
+		h = appendIdentity(h, s.idScopes, k.ScopesHeader)
 		if d.session {
-			out.Header.AddBytesK(s.idAuth, "session")
+			h = appendIdentity(h, s.idAuth, "session")
 		} else {
-			out.Header.AddBytesK(s.idAuth, "key")
+			h = appendIdentity(h, s.idAuth, "key")
 		}
 	}
 
-	b := st.buf[:0]
+	h = append(h, "X-Forwarded-For: "...)
 	if peerTrusted {
 		for _, l := range st.xff {
-			b = append(b, l...)
-			b = append(b, ", "...)
+			h = appendHeaderValue(h, l)
+			h = append(h, ", "...)
 		}
 	}
-	b = peer.AppendTo(b)
-	st.buf = b
-	out.Header.AddBytesV("X-Forwarded-For", b)
+	h = peer.AppendTo(h)
+	h = append(h, "\r\n"...)
 	switch {
 	case peerTrusted && len(st.proto) > 0:
-		out.Header.AddBytesV("X-Forwarded-Proto", st.proto)
+		h = appendHeaderLine(h, strXForwardedProto, st.proto)
 	case s.tls != nil || ctx.IsTLS():
-		out.Header.Add("X-Forwarded-Proto", "https")
+		h = append(h, "X-Forwarded-Proto: https\r\n"...)
 	default:
-		out.Header.Add("X-Forwarded-Proto", "http")
+		h = append(h, "X-Forwarded-Proto: http\r\n"...)
 	}
 	if peerTrusted && len(st.fhost) > 0 {
-		out.Header.AddBytesV("X-Forwarded-Host", st.fhost)
+		h = appendHeaderLine(h, strXForwardedHost, st.fhost)
 	} else {
-		out.Header.AddBytesV("X-Forwarded-Host", host)
+		h = appendHeaderLine(h, strXForwardedHost, host)
 	}
-	out.Header.AddBytesV("X-Request-Id", rid)
+	h = appendHeaderLine(h, strXRequestID, rid)
+	st.head = h
+	st.headReady = true
 	if body := in.Body(); len(body) > 0 {
 		out.SetBodyRaw(body)
 	}
@@ -94,7 +94,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *reqState, rt *route, d *d
 	}
 
 	resp := &ctx.Response
-	err := s.roundTrip(rt, st, out, resp, query)
+	err := s.roundTrip(rt, st, out, resp, query, sent)
 	if err != nil {
 		s.writeDenial(ctx, err, rid, false)
 		return
@@ -107,31 +107,92 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *reqState, rt *route, d *d
 	}
 }
 
-// addIdentity adds one identity header. Empty values are left out, and so
-// is a value that could not be sent as one header line: key fields are
-// validated by the admin API, but a proxy must not be the place where a
-// stray CR or LF splits a header.
-func addIdentity(out *fasthttp.Request, name []byte, v string) {
+// appendIdentity appends one identity header line. Empty values are left
+// out, and so is a value that could not be sent as one header line: key
+// fields are validated by the admin API, but a proxy must not be the place
+// where a stray CR or LF splits a header.
+func appendIdentity(dst, name []byte, v string) []byte {
 	if v == "" {
-		return
+		return dst
 	}
 	for i := 0; i < len(v); i++ {
 		if c := v[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return
+			return dst
 		}
 	}
-	out.Header.AddBytesK(name, v)
+	dst = append(dst, name...)
+	dst = append(dst, ':', ' ')
+	dst = append(dst, v...)
+	return append(dst, '\r', '\n')
+}
+
+var (
+	strHost            = []byte("Host")
+	strXForwardedProto = []byte("X-Forwarded-Proto")
+	strXForwardedHost  = []byte("X-Forwarded-Host")
+	strXRequestID      = []byte("X-Request-Id")
+)
+
+// appendHeaderLine appends "name: value\r\n".
+func appendHeaderLine(dst, name, value []byte) []byte {
+	dst = appendHeaderValue(dst, name)
+	dst = append(dst, ':', ' ')
+	dst = appendHeaderValue(dst, value)
+	return append(dst, '\r', '\n')
+}
+
+// appendHeaderValue appends v with every CR and LF turned into a space, as
+// fasthttp does for each header it sends: its parser keeps a bare CR
+// inside a value, and no received byte may end a line we write.
+func appendHeaderValue(dst, v []byte) []byte {
+	n := len(dst)
+	dst = append(dst, v...)
+	if bytes.IndexByte(v, '\r') < 0 && bytes.IndexByte(v, '\n') < 0 {
+		return dst
+	}
+	for i := n; i < len(dst); i++ {
+		if dst[i] == '\r' || dst[i] == '\n' {
+			dst[i] = ' '
+		}
+	}
+	return dst
+}
+
+// appendCookiesWithoutSession appends the received cookies, in order,
+// as one Cookie header without the session cookie, or nothing when that
+// was the only one.
+func (s *Server) appendCookiesWithoutSession(dst []byte, in *fasthttp.Request) []byte {
+	mark := len(dst)
+	dst = append(dst, "Cookie: "...)
+	start := len(dst)
+	for ck, cv := range in.Header.Cookies() {
+		if string(ck) == s.cookieName {
+			continue
+		}
+		if len(dst) > start {
+			dst = append(dst, ';', ' ')
+		}
+		if len(ck) > 0 {
+			dst = appendHeaderValue(dst, ck)
+			dst = append(dst, '=')
+		}
+		dst = appendHeaderValue(dst, cv)
+	}
+	if len(dst) == start {
+		return dst[:mark]
+	}
+	return append(dst, '\r', '\n')
 }
 
 // roundTrip picks a target round robin, skipping ones that recently failed
 // to connect (all of them failing: try anyway), and sends out. A target
 // that cannot be connected to is marked and the next one tried: nothing
-// was sent to it.
-func (s *Server) roundTrip(rt *route, st *reqState, out *fasthttp.Request, resp *fasthttp.Response, query []byte) error {
+// was sent to it. t0, a clock reading made just before forwarding began,
+// serves the health check and starts the first attempt's timeout and
+// duration.
+func (s *Server) roundTrip(rt *route, st *reqState, out *fasthttp.Request, resp *fasthttp.Response, query []byte, t0 time.Time) error {
 	n := len(rt.targets)
 	first := int(rt.next.Add(1) % uint32(n))
-	// One clock read serves the health check and the first attempt.
-	t0 := time.Now()
 	now := t0.UnixNano()
 	healthy := s.anyHealthy(rt, now)
 	lastErr := errUpstreamUnavailable
@@ -153,7 +214,7 @@ func (s *Server) roundTrip(rt *route, st *reqState, out *fasthttp.Request, resp 
 		tried = true
 		// upstreamTransport bounds the exchange by this deadline, as
 		// DoTimeout would, without Do reading the clock again for it.
-		st.upDeadline = start.Add(rt.timeout)
+		st.upDeadline, st.upWait = start.Add(rt.timeout), rt.timeout
 		out.SetUserValue(deadlineKey{}, st)
 		err := u.client.Do(out, resp)
 		rt.metrics.upDuration.Observe(time.Since(start).Seconds())

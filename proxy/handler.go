@@ -18,6 +18,7 @@ import (
 type reqState struct {
 	path  []byte   // normalized path
 	uri   []byte   // request-target sent upstream
+	head  []byte   // header block sent upstream (forward)
 	qbuf  []byte   // decoded credential query values
 	buf   []byte   // X-Forwarded-For sent upstream
 	xff   [][]byte // X-Forwarded-For lines received
@@ -28,7 +29,10 @@ type reqState struct {
 	fhost []byte   // X-Forwarded-Host received
 	sid   []byte   // key id of a session cookie
 
-	upDeadline time.Time // bounds the exchange with the upstream (upstreamTransport)
+	upDeadline time.Time     // bounds the exchange with the upstream (upstreamTransport)
+	upWait     time.Duration // time left until upDeadline, when just computed
+
+	headReady bool // head holds the upstream header block
 
 	sessionWanted bool
 }
@@ -37,6 +41,7 @@ func newReqState() *reqState {
 	return &reqState{
 		path: make([]byte, 0, 256),
 		uri:  make([]byte, 0, 512),
+		head: make([]byte, 0, 1024),
 		qbuf: make([]byte, 0, 256),
 		buf:  make([]byte, 0, 128),
 		xff:  make([][]byte, 0, 4),
@@ -49,7 +54,7 @@ func (st *reqState) reset() {
 	clear(st.xff)
 	clear(st.conn)
 	*st = reqState{
-		path: st.path[:0], uri: st.uri[:0], qbuf: st.qbuf[:0], buf: st.buf[:0],
+		path: st.path[:0], uri: st.uri[:0], head: st.head[:0], qbuf: st.qbuf[:0], buf: st.buf[:0],
 		xff: st.xff[:0], conn: st.conn[:0],
 	}
 }
@@ -180,6 +185,10 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	client := s.clientIP(peer, peerTrusted, st.xff)
 
 	var d decision
+	// sent is when forwarding begins: the upstream duration is measured
+	// from it. It is a clock reading already made (the request's start,
+	// or the end of the auth decision), not a new one.
+	sent := start
 	if rt.auth != authNone {
 		now := start // the default clock: no second read
 		if !s.realClock {
@@ -189,7 +198,8 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		d, err = s.authenticate(s.baseCtx, st, req, query, rt, client, now)
 		res := resultFor(err)
 		rt.metrics.auth[res][d.cred.src].Inc()
-		s.m.authDurationBy[res].Observe(time.Since(start).Seconds())
+		sent = time.Now()
+		s.m.authDurationBy[res].Observe(sent.Sub(start).Seconds())
 		if err != nil {
 			s.writeDenial(ctx, err, rid, d.session && res == resSessionInvalid)
 			s.logAccess(ctx, st, rt, d.key, start, client, query, rid)
@@ -199,7 +209,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			s.opts.OnAuthenticated(d.key, d.key.Previous, now)
 		}
 	}
-	s.forward(ctx, st, rt, &d, host, query, peer, peerTrusted, rid)
+	s.forward(ctx, st, rt, &d, host, query, peer, peerTrusted, rid, sent)
 	s.logAccess(ctx, st, rt, d.key, start, client, query, rid)
 }
 

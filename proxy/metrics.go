@@ -51,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"route", "code"}),
 		upDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Namespace: "keygate", Subsystem: "upstream", Name: "duration_seconds",
-			Help:    "Time from sending a request upstream to receiving its response headers (bodies stream), by route.",
+			Help:    "Time from forwarding a request (the end of its auth decision) to receiving the upstream response headers (bodies stream), by route.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route"}),
 		sessions: prometheus.NewCounter(prometheus.CounterOpts{

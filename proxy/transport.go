@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"strconv"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -41,13 +42,25 @@ type upstreamTransport struct {
 type deadlineKey struct{}
 
 func (t *upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (retry bool, err error) {
-	var deadline time.Time
-	if st, ok := req.UserValue(deadlineKey{}).(*reqState); ok && !st.upDeadline.IsZero() {
+	var (
+		deadline time.Time
+		wait     time.Duration
+	)
+	st, _ := req.UserValue(deadlineKey{}).(*reqState)
+	switch {
+	case st != nil && st.upWait > 0:
+		// roundTrip read the clock for this attempt a moment ago: the
+		// whole timeout is left, without another clock read. A retry
+		// fasthttp makes within the attempt measures what remains.
+		deadline, wait = st.upDeadline, st.upWait
+		st.upWait = 0
+	case st != nil && !st.upDeadline.IsZero():
 		deadline = st.upDeadline
-	} else {
-		deadline = time.Now().Add(t.timeout)
+		wait = time.Until(deadline)
+	default:
+		wait = t.timeout
+		deadline = time.Now().Add(wait)
 	}
-	wait := time.Until(deadline)
 	if wait <= 0 {
 		return false, fasthttp.ErrTimeout
 	}
@@ -58,12 +71,18 @@ func (t *upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Req
 	conn := cc.Conn()
 	resp.ParseNetConn(conn)
 
-	if err = conn.SetWriteDeadline(deadline); err != nil {
+	// One deadline for writing the request and reading the response: a
+	// single runtime timer, set once per exchange.
+	if err = conn.SetDeadline(deadline); err != nil {
 		hc.CloseConn(cc)
 		return true, err
 	}
 	bw := hc.AcquireWriter(conn)
-	err = req.Write(bw)
+	if st != nil && st.headReady {
+		err = writeRequest(bw, req, st)
+	} else {
+		err = req.Write(bw)
+	}
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -76,10 +95,6 @@ func (t *upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Req
 		return true, err
 	}
 
-	if err = conn.SetReadDeadline(deadline); err != nil {
-		hc.CloseConn(cc)
-		return true, err
-	}
 	if req.Header.IsHead() {
 		resp.SkipBody = true
 	}
@@ -159,6 +174,29 @@ func (t *upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Req
 	}
 	resp.SetBodyStream(sb, size)
 	return false, nil
+}
+
+// writeRequest writes the request forward prepared: the request line with
+// st.uri, the header block st.head, the body's framing and the body. The
+// body was read whole by the server; it goes with a Content-Length, which
+// (as fasthttp does) is also sent, as 0, for an empty body on any method
+// but GET and HEAD.
+func writeRequest(w *bufio.Writer, req *fasthttp.Request, st *reqState) error {
+	w.Write(req.Header.Method())
+	w.WriteByte(' ')
+	w.Write(st.uri)
+	w.WriteString(" HTTP/1.1\r\n")
+	w.Write(st.head)
+	body := req.Body()
+	if len(body) > 0 || !req.Header.IsGet() && !req.Header.IsHead() {
+		var n [20]byte
+		w.WriteString("Content-Length: ")
+		w.Write(strconv.AppendInt(n[:0], int64(len(body)), 10))
+		w.WriteString("\r\n")
+	}
+	w.WriteString("\r\n")
+	_, err := w.Write(body) // bufio.Writer errors are sticky: this one reports any
+	return err
 }
 
 var errTooManyInterim = errors.New("proxy: too many interim responses from the upstream")
