@@ -90,18 +90,24 @@ func putChecksum(dst []byte, c uint32) {
 	}
 }
 
-// base62Value returns the value of base62 digit c, or -1.
-func base62Value(c byte) int {
-	switch {
-	case '0' <= c && c <= '9':
-		return int(c - '0')
-	case 'A' <= c && c <= 'Z':
-		return int(c-'A') + 10
-	case 'a' <= c && c <= 'z':
-		return int(c-'a') + 36
+// base62Value returns the value of base62 digit c, or -1. It is a table
+// lookup: the proxy runs it on every character of every key, and the
+// branches of a range test mispredict on random characters.
+func base62Value(c byte) int { return int(base62Table[c]) }
+
+var base62Table = func() (t [256]int8) {
+	for i := range t {
+		t[i] = -1
 	}
-	return -1
-}
+	for i := 0; i < 10; i++ {
+		t['0'+i] = int8(i)
+	}
+	for i := 0; i < 26; i++ {
+		t['A'+i] = int8(10 + i)
+		t['a'+i] = int8(36 + i)
+	}
+	return t
+}()
 
 // validPrefix reports whether prefix is 1 to MaxPrefixLen ASCII letters or
 // digits (config's auth.key_prefix rule).

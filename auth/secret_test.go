@@ -368,3 +368,13 @@ func TestAcceptableSecret(t *testing.T) {
 		}
 	}
 }
+
+// TestBase62Value checks the lookup table against the alphabet for every
+// byte.
+func TestBase62Value(t *testing.T) {
+	for c := 0; c < 256; c++ {
+		if got, want := base62Value(byte(c)), strings.IndexByte(base62, byte(c)); got != want {
+			t.Errorf("base62Value(%q) = %d, want %d", byte(c), got, want)
+		}
+	}
+}
