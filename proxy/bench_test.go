@@ -142,16 +142,11 @@ func BenchmarkAuthDecisionHitParallel(b *testing.B) {
 
 // BenchmarkProxyEndToEnd sends keyed requests through the real server and
 // HostClient over in-memory connections to a trivial upstream; allocs/op
-// counts client, proxy and upstream together.
+// counts client, proxy and upstream together. BenchmarkBareProxyEndToEnd
+// is the same with bench/bareproxy's handler in keygate's place: the
+// ratio of the two is keygate's own cost, without the kernel's.
 func BenchmarkProxyEndToEnd(b *testing.B) {
-	upLn := fasthttputil.NewInmemoryListener()
-	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
-		ctx.SetContentType("application/json")
-		ctx.SetBodyString(`{"ok":true}`)
-	}}
-	go up.Serve(upLn) //nolint:errcheck
-	defer up.Shutdown()
-
+	upLn := startBenchUpstream(b)
 	keys := newMapKeys()
 	s, err := New(Options{
 		Keys:             keys,
@@ -161,13 +156,52 @@ func BenchmarkProxyEndToEnd(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s.all[0].targets[0].client.Dial = func(string) (net.Conn, error) { return upLn.Dial() }
+	s.all[0].targets[0].client.DialTimeout = func(string, time.Duration) (net.Conn, error) {
+		c, err := upLn.Dial()
+		return &lazyDeadlineConn{Conn: c, slack: time.Second.Nanoseconds()}, err // as lazyDeadlineDial
+	}
 	secret := keys.add(b, &auth.Key{ID: "key_e", Name: "e", User: "u", Enabled: true})
 
 	ln := fasthttputil.NewInmemoryListener()
 	go s.Serve(ln) //nolint:errcheck
 	defer s.Shutdown(context.Background())
+	benchClient(b, ln, secret)
+}
 
+func BenchmarkBareProxyEndToEnd(b *testing.B) {
+	upLn := startBenchUpstream(b)
+	client := &fasthttp.HostClient{
+		Addr: "upstream.invalid", MaxConns: 1024, DisablePathNormalizing: true,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second,
+		Dial: func(string) (net.Conn, error) { return upLn.Dial() },
+	}
+	srv := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) { // bench/bareproxy
+		req := &ctx.Request
+		req.Header.Del("Connection")
+		if err := client.Do(req, &ctx.Response); err != nil {
+			ctx.Error("upstream unavailable", fasthttp.StatusBadGateway)
+			return
+		}
+		ctx.Response.Header.Del("Connection")
+	}}
+	ln := fasthttputil.NewInmemoryListener()
+	go srv.Serve(ln) //nolint:errcheck
+	defer srv.Shutdown()
+	benchClient(b, ln, "kg_unused")
+}
+
+func startBenchUpstream(b *testing.B) *fasthttputil.InmemoryListener {
+	upLn := fasthttputil.NewInmemoryListener()
+	up := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/json")
+		ctx.SetBodyString(`{"ok":true}`)
+	}}
+	go up.Serve(upLn) //nolint:errcheck
+	b.Cleanup(func() { up.Shutdown() })
+	return upLn
+}
+
+func benchClient(b *testing.B, ln *fasthttputil.InmemoryListener, secret string) {
 	client := &fasthttp.HostClient{Addr: "proxy", Dial: func(string) (net.Conn, error) { return ln.Dial() }}
 	req, resp := &fasthttp.Request{}, &fasthttp.Response{}
 	req.SetRequestURI("http://api.example/orders/1?x=1")

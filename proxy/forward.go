@@ -331,37 +331,21 @@ func (s *Server) sessionRequested(st *reqState, query []byte) bool {
 // address claims from untrusted peers, and (when stripping) credential
 // headers carrying our scheme.
 func (s *Server) dropRequestHeader(st *reqState, k, v []byte, peerTrusted bool) bool {
-	if isHopByHop(k) || s.isIdentityHeader(k) {
+	switch requestHeaderRule(k) {
+	case dropAlways:
+		return true
+	case dropUntrusted:
+		if !peerTrusted {
+			return true
+		}
+	}
+	if s.isIdentityHeader(k) || !peerTrusted && hasPrefixFold(k, "X-Forwarded-") {
 		return true
 	}
 	for _, c := range st.conn {
 		if bytes.EqualFold(k, c) {
 			return true
 		}
-	}
-	switch {
-	case equalFold(k, "Host"), equalFold(k, "Content-Length"),
-		equalFold(k, "X-Forwarded-For"), equalFold(k, "X-Forwarded-Proto"),
-		equalFold(k, "X-Forwarded-Host"), equalFold(k, "X-Request-Id"),
-		equalFold(k, "X-Original-URL"), equalFold(k, "X-Original-URI"),
-		equalFold(k, "X-Forwarded-Uri"), equalFold(k, "X-Rewrite-URL"),
-		equalFold(k, "X-Forwarded-Path"), equalFold(k, "X-Forwarded-Prefix"),
-		equalFold(k, "X-Envoy-Original-Path"),
-		equalFold(k, "X-HTTP-Method-Override"), equalFold(k, "X-HTTP-Method"),
-		equalFold(k, "X-Method-Override"),
-		// The body was read (and 100 Continue answered) here already.
-		equalFold(k, "Expect"):
-		return true
-	}
-	if !peerTrusted && (equalFold(k, "Forwarded") || equalFold(k, "X-Real-IP") ||
-		equalFold(k, "True-Client-IP") || equalFold(k, "X-Client-IP") ||
-		// Scheme, port and client claims frameworks believe (Rack reads
-		// X-Forwarded-Ssl before X-Forwarded-Proto; Rails remote_ip reads
-		// X-Cluster-Client-IP): only a trusted proxy may make them.
-		hasPrefixFold(k, "X-Forwarded-") || equalFold(k, "X-Url-Scheme") ||
-		equalFold(k, "Front-End-Https") || equalFold(k, "X-Original-Host") ||
-		equalFold(k, "X-Cluster-Client-IP") || equalFold(k, "CF-Connecting-IP")) {
-		return true
 	}
 	if s.opts.StripCredentials {
 		for _, hs := range s.hdrSources {
@@ -383,6 +367,55 @@ func (s *Server) dropRequestHeader(st *reqState, k, v []byte, peerTrusted bool) 
 		}
 	}
 	return false
+}
+
+// What happens to a received header by its name (requestHeaderRules).
+const (
+	forwardHeader = iota
+	dropAlways    // never forwarded
+	dropUntrusted // forwarded from a trusted proxy only
+)
+
+// requestHeaderRules are the received headers dropped by name, lower-case.
+var requestHeaderRules = map[string]uint8{
+	// Hop-by-hop (RFC 9110 7.6.1 and the older proxy ones).
+	"connection": dropAlways, "keep-alive": dropAlways, "proxy-connection": dropAlways,
+	"te": dropAlways, "trailer": dropAlways, "transfer-encoding": dropAlways,
+	"upgrade": dropAlways, "proxy-authorization": dropAlways, "proxy-authenticate": dropAlways,
+	// Set by keygate itself, or framing it redoes.
+	"host": dropAlways, "content-length": dropAlways, "x-forwarded-for": dropAlways,
+	"x-forwarded-proto": dropAlways, "x-forwarded-host": dropAlways, "x-request-id": dropAlways,
+	// The body was read (and 100 Continue answered) here already.
+	"expect": dropAlways,
+	// URL and method overrides: the upstream would serve something other
+	// than what the route decision saw.
+	"x-original-url": dropAlways, "x-original-uri": dropAlways, "x-forwarded-uri": dropAlways,
+	"x-rewrite-url": dropAlways, "x-forwarded-path": dropAlways, "x-forwarded-prefix": dropAlways,
+	"x-envoy-original-path": dropAlways, "x-http-method-override": dropAlways,
+	"x-http-method": dropAlways, "x-method-override": dropAlways,
+	// Client address and scheme claims frameworks believe (Rack reads
+	// X-Forwarded-Ssl before X-Forwarded-Proto, which the X-Forwarded-
+	// prefix covers; Rails remote_ip reads X-Cluster-Client-IP): only a
+	// trusted proxy may make them.
+	"forwarded": dropUntrusted, "x-real-ip": dropUntrusted, "true-client-ip": dropUntrusted,
+	"x-client-ip": dropUntrusted, "x-url-scheme": dropUntrusted, "front-end-https": dropUntrusted,
+	"x-original-host": dropUntrusted, "x-cluster-client-ip": dropUntrusted,
+	"cf-connecting-ip": dropUntrusted,
+}
+
+// maxRuleName bounds the names requestHeaderRules can hold.
+const maxRuleName = 32
+
+// requestHeaderRule looks k up in requestHeaderRules, ignoring case.
+func requestHeaderRule(k []byte) uint8 {
+	if len(k) > maxRuleName {
+		return forwardHeader
+	}
+	var buf [maxRuleName]byte
+	for i, c := range k {
+		buf[i] = lower(c)
+	}
+	return requestHeaderRules[string(buf[:len(k)])] // no allocation: a map index
 }
 
 func isHopByHop(k []byte) bool {

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/keygate/keygate/auth"
@@ -67,5 +68,31 @@ func TestAppendHeaderValue(t *testing.T) {
 		if got := string(appendHeaderValue([]byte("p:"), []byte(in))); got != "p:"+want {
 			t.Errorf("appendHeaderValue(%q) = %q, want %q", in, got, "p:"+want)
 		}
+	}
+}
+
+// TestRequestHeaderRules: every rule name fits the lookup buffer and is
+// lower-case (requestHeaderRule lower-cases what it looks up), and the
+// hop-by-hop ones agree with isHopByHop, which the response side uses.
+func TestRequestHeaderRules(t *testing.T) {
+	for name, rule := range requestHeaderRules {
+		if len(name) > maxRuleName || strings.ToLower(name) != name {
+			t.Errorf("rule name %q: longer than %d or not lower-case", name, maxRuleName)
+		}
+		if isHopByHop([]byte(name)) && rule != dropAlways {
+			t.Errorf("hop-by-hop %q is not dropped always", name)
+		}
+		if got := requestHeaderRule([]byte(strings.ToUpper(name))); got != rule {
+			t.Errorf("requestHeaderRule(%q) = %d, want %d", strings.ToUpper(name), got, rule)
+		}
+	}
+	for _, name := range []string{"Connection", "Keep-Alive", "Proxy-Connection", "TE", "Trailer",
+		"Transfer-Encoding", "Upgrade", "Proxy-Authorization", "Proxy-Authenticate"} {
+		if requestHeaderRule([]byte(name)) != dropAlways {
+			t.Errorf("%s is forwarded", name)
+		}
+	}
+	if requestHeaderRule([]byte(strings.Repeat("x", 200))) != forwardHeader {
+		t.Error("a long name has a rule")
 	}
 }
