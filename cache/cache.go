@@ -286,7 +286,11 @@ func (c *Cache) LookupKey(ctx context.Context, digest [32]byte) (*auth.Key, erro
 
 // LookupKeyAt is LookupKey for a caller that has just read the clock (the
 // proxy, once per request): now stands in for a reading of the cache's
-// own, unless the cache was given a clock other than time.Now.
+// own, unless the cache was given a clock other than time.Now. now must be
+// recent: it is compared with entries' expiry, and invalidation records
+// are kept at least pruneEvery past the point where an entry could still
+// need them (see tombShard), which a reading microseconds old is well
+// within.
 func (c *Cache) LookupKeyAt(ctx context.Context, digest [32]byte, now time.Time) (*auth.Key, error) {
 	if !c.realClock {
 		now = time.Time{}
@@ -526,7 +530,7 @@ func (c *Cache) holdStale(t target) {
 	if t.byID {
 		cost = 0
 	}
-	c.rc.SetWithTTL(t.hash(c), &e, cost, memoryTTL(t, old.staleUntil.Sub(now)))
+	c.rc.SetWithTTL(t.hash(c), &e, cost, memoryTTL(t, e.key, old.staleUntil.Sub(now)))
 	c.rc.Wait() // as in put: the next request should find it
 }
 
@@ -565,17 +569,19 @@ func (c *Cache) set(t target, key *auth.Key, mk mark, ttl, stale time.Duration) 
 	if t.byID {
 		cost = 0
 	}
-	return c.rc.SetWithTTL(t.hash(c), e, cost, memoryTTL(t, ttl+stale))
+	return c.rc.SetWithTTL(t.hash(c), e, cost, memoryTTL(t, key, ttl+stale))
 }
 
 // memoryTTL is the ristretto TTL for an entry that is of no use after
 // life: it only frees memory, since an entry's expires and staleUntil
-// decide whether it answers. Entries by digest get none (0: kept until
-// evicted or replaced): MaxKeys bounds them by cost, and ristretto reads
-// the clock on every hit of an entry with a TTL, which is the proxy's
-// hot path. Entries by id cost nothing, so a TTL is what frees them.
-func memoryTTL(t target, life time.Duration) time.Duration {
-	if !t.byID {
+// decide whether it answers. Keys found by digest get none (0: kept until
+// evicted, replaced or invalidated): ristretto reads the clock on every
+// hit of an entry with a TTL, which is the proxy's hot path, and MaxKeys
+// bounds them. Negative entries keep theirs, so a spray of unknown keys
+// leaves the cache once it stops, instead of crowding out valid keys at
+// admission; entries by id cost nothing, so a TTL is what frees them.
+func memoryTTL(t target, key *auth.Key, life time.Duration) time.Duration {
+	if !t.byID && key != nil {
 		return 0
 	}
 	return life

@@ -1163,3 +1163,51 @@ func TestWarmFillsMaxKeysWithIDs(t *testing.T) {
 		t.Errorf("store queries = %d, want 0", n)
 	}
 }
+
+// TestLookupKeyAtRealClock: with the real clock the caller's reading
+// stands in for the cache's own (an entry expired since that reading is
+// still served by it, and looked up again by LookupKey), and with a clock
+// of the cache's own it is ignored.
+func TestLookupKeyAtRealClock(t *testing.T) {
+	st := newFakeStore()
+	d := digestOf("k")
+	k := testKey("key_1", "one")
+	st.add(d, k)
+	o := defaultOpts(nil)
+	o.Now = nil // the real clock
+	o.PositiveTTL = 20 * time.Millisecond
+	c := newTestCache(t, st, o)
+	ctx := context.Background()
+	then := time.Now()
+	if got, err := c.LookupKeyAt(ctx, d, then); got != k || err != nil {
+		t.Fatalf("LookupKeyAt = %v, %v", got, err)
+	}
+	c.Wait()
+	for time.Since(then) < 2*o.PositiveTTL {
+		time.Sleep(o.PositiveTTL)
+	}
+	if got, err := c.LookupKeyAt(ctx, d, then); got != k || err != nil {
+		t.Fatalf("LookupKeyAt = %v, %v", got, err)
+	}
+	if n := st.calls.Load(); n != 1 {
+		t.Fatalf("store queries = %d, want 1: the caller's reading says the entry is fresh", n)
+	}
+	if got, err := c.LookupKey(ctx, d); got != k || err != nil {
+		t.Fatalf("LookupKey = %v, %v", got, err)
+	}
+	if n := st.calls.Load(); n != 2 {
+		t.Errorf("store queries = %d, want 2: by the cache's own clock the entry has expired", n)
+	}
+
+	clk := newFakeClock()
+	st2 := newFakeStore()
+	st2.add(d, k)
+	c2 := newTestCache(t, st2, defaultOpts(clk))
+	c2.LookupKeyAt(ctx, d, clk.Now())
+	c2.Wait()
+	clk.Advance(time.Hour)                     // past the entry's expiry by the cache's clock…
+	c2.LookupKeyAt(ctx, d, time.Time{}.Add(1)) // …whatever the caller says
+	if n := st2.calls.Load(); n != 2 {
+		t.Errorf("store queries = %d, want 2: a cache with its own clock ignores the caller's", n)
+	}
+}

@@ -171,7 +171,7 @@ func (c *Cache) InvalidateAll() { c.InvalidateAllFrom(SourceLocal) }
 
 // InvalidateAllFrom is InvalidateAll counted under the given source. The
 // entries stop being returned at once; ristretto frees them as they are
-// replaced, evicted or reach their TTL.
+// replaced or evicted, or reach their TTL when they have one (memoryTTL).
 func (c *Cache) InvalidateAllFrom(src Source) {
 	n := c.epoch.Add(1)
 	for {

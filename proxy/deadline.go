@@ -77,14 +77,23 @@ type lazyDeadline struct {
 // do), so a wall-clock step moves none of them.
 var monoBase = time.Now()
 
+// external is the want (and armed) of a direction whose socket holds a
+// deadline set exactly, not managed lazily: one without a monotonic
+// reading (setExternal).
+const external = math.MinInt64
+
 func fromTime(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
 	}
-	if n := int64(t.Sub(monoBase)); n != 0 {
+	switch n := int64(t.Sub(monoBase)); n {
+	case 0:
+		return 1
+	case external:
+		return external + 1
+	default:
 		return n
 	}
-	return 1
 }
 
 func toTime(n int64) time.Time {
@@ -94,13 +103,33 @@ func toTime(n int64) time.Time {
 	return monoBase.Add(time.Duration(n))
 }
 
+// hasMonotonic reports whether t carries a monotonic clock reading
+// (Round(0) strips it; a time without one is left unchanged).
+func hasMonotonic(t time.Time) bool { return t != t.Round(0) }
+
 // covered reports whether the socket's deadline may stand for want: the
 // same, or no earlier and at most slack later.
 func covered(want, armed, slack int64) bool {
-	if want == 0 || armed == 0 {
-		return want == armed
+	if want == armed {
+		return true
 	}
-	return armed >= want && armed-want <= slack
+	if want == 0 || armed == 0 || want == external || armed == external {
+		return false
+	}
+	// In uint64: armed-want overflows int64 when they are far apart.
+	return armed >= want && uint64(armed)-uint64(want) <= uint64(slack)
+}
+
+// setExternal applies t, a deadline without a monotonic reading, exactly
+// and at once: converting it to monoBase's terms would use the wall clock,
+// which may have been stepped since. Every caller today (fasthttp,
+// crypto/tls, PROXY protocol) passes time.Now().Add(…) or a zero time.
+func (d *lazyDeadline) setExternal(t time.Time, set func(time.Time) error) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.want.Store(external)
+	d.armed.Store(external)
+	return set(t)
 }
 
 // sync makes the socket's deadline cover want, arming it slack late when
@@ -115,6 +144,9 @@ func (d *lazyDeadline) sync(slack int64, exact bool, set func(time.Time) error) 
 	want, armed := d.want.Load(), d.armed.Load()
 	if exact && want == armed || !exact && covered(want, armed, slack) {
 		return nil
+	}
+	if want == external {
+		return nil // set by setExternal
 	}
 	at := want
 	if want != 0 && !exact && at <= math.MaxInt64-slack {
@@ -149,6 +181,9 @@ func (c *lazyDeadlineConn) Write(b []byte) (int, error) {
 // at once, exactly. (busy is stored before a Read syncs, and checked here
 // after want: one of the two always sees the new deadline.)
 func (c *lazyDeadlineConn) SetReadDeadline(t time.Time) error {
+	if !t.IsZero() && !hasMonotonic(t) {
+		return c.rd.setExternal(t, c.Conn.SetReadDeadline)
+	}
 	c.rd.want.Store(fromTime(t))
 	if c.rd.busy.Load() {
 		return c.rd.sync(c.slack, true, c.Conn.SetReadDeadline)
@@ -157,6 +192,9 @@ func (c *lazyDeadlineConn) SetReadDeadline(t time.Time) error {
 }
 
 func (c *lazyDeadlineConn) SetWriteDeadline(t time.Time) error {
+	if !t.IsZero() && !hasMonotonic(t) {
+		return c.wd.setExternal(t, c.Conn.SetWriteDeadline)
+	}
 	c.wd.want.Store(fromTime(t))
 	if c.wd.busy.Load() {
 		return c.wd.sync(c.slack, true, c.Conn.SetWriteDeadline)

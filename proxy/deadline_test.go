@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"math"
 	"net"
 	"os"
 	"sync/atomic"
@@ -155,5 +156,53 @@ func TestDeadlineSlack(t *testing.T) {
 		if got := deadlineSlack(tt.in...); got != tt.want {
 			t.Errorf("deadlineSlack(%v) = %v, want %v", tt.in, got, tt.want)
 		}
+	}
+}
+
+// TestCoveredFarApart: deadlines far apart are never "covered" by
+// overflow.
+func TestCoveredFarApart(t *testing.T) {
+	slack := time.Second.Nanoseconds()
+	for _, c := range [][2]int64{{math.MinInt64 + 1, 1}, {-1, math.MaxInt64}, {1, math.MaxInt64}} {
+		if covered(c[0], c[1], slack) {
+			t.Errorf("covered(%d, %d) = true", c[0], c[1])
+		}
+	}
+	if !covered(5, 5+slack, slack) || covered(5, 4, slack) {
+		t.Error("covered is wrong near its bounds")
+	}
+	if fromTime(time.Time{}.Add(1)) == external {
+		t.Error("fromTime returned the external marker")
+	}
+}
+
+// TestLazyDeadlineWallClockTime: a deadline without a monotonic reading
+// reaches the socket exactly and at once, and a later monotonic one takes
+// over again at the next read.
+func TestLazyDeadlineWallClockTime(t *testing.T) {
+	c, cc, peer := lazyPair(t, time.Hour)
+	go peer.Write([]byte{'x'})
+	wall := time.Now().Add(time.Minute).Round(0)
+	if err := c.SetReadDeadline(wall); err != nil {
+		t.Fatal(err)
+	}
+	if n := cc.reads.Load(); n != 1 || !cc.lastRead.Load().Equal(wall) {
+		t.Fatalf("socket deadline after a wall-clock one: %d sets, %v", n, cc.lastRead.Load())
+	}
+	buf := make([]byte, 1)
+	if _, err := c.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	if n := cc.reads.Load(); n != 1 {
+		t.Errorf("the read re-armed a wall-clock deadline: %d sets", n)
+	}
+	go peer.Write([]byte{'x'})
+	mono := time.Now().Add(time.Minute)
+	c.SetReadDeadline(mono)
+	if _, err := c.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	if got := *cc.lastRead.Load(); cc.reads.Load() != 2 || got.Before(mono) {
+		t.Errorf("monotonic deadline after a wall-clock one: %d sets, socket %v, want ≥ %v", cc.reads.Load(), got, mono)
 	}
 }

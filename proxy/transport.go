@@ -81,7 +81,9 @@ func (t *upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Req
 	if st != nil && st.headReady {
 		err = writeRequest(bw, req, st)
 	} else {
-		err = req.Write(bw)
+		// Every request comes from forward; one that did not would go
+		// without its headers.
+		err = errNoHead
 	}
 	if err == nil {
 		err = bw.Flush()
@@ -198,6 +200,8 @@ func writeRequest(w *bufio.Writer, req *fasthttp.Request, st *reqState) error {
 	_, err := w.Write(body) // bufio.Writer errors are sticky: this one reports any
 	return err
 }
+
+var errNoHead = errors.New("proxy: upstream request without a prepared head")
 
 var errTooManyInterim = errors.New("proxy: too many interim responses from the upstream")
 
