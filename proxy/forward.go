@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -21,12 +22,6 @@ import (
 // sanitizing pass per header on every request.
 func (s *Server) forward(ctx *fasthttp.RequestCtx, st *reqState, rt *route, d *decision, host, query []byte, peer netip.Addr, peerTrusted bool, rid []byte, sent time.Time) {
 	in := &ctx.Request
-	// out carries what fasthttp's client itself reads: the method (retry
-	// decisions), the request-target and scheme, and the body.
-	out := fasthttp.AcquireRequest()
-	defer fasthttp.ReleaseRequest(out)
-	out.Header.SetMethodBytes(in.Header.Method())
-
 	h := appendHeaderLine(st.head[:0], strHost, host)
 	for k, v := range in.Header.All() {
 		if s.dropRequestHeader(st, k, v, peerTrusted) {
@@ -77,10 +72,6 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *reqState, rt *route, d *d
 	}
 	h = appendHeaderLine(h, strXRequestID, rid)
 	st.head = h
-	st.headReady = true
-	if body := in.Body(); len(body) > 0 {
-		out.SetBodyRaw(body)
-	}
 
 	var setCookie string
 	if s.opts.Sessions != nil && d.key != nil && !d.session && d.key.SessionsAllowed && !d.key.Previous && s.sessionRequested(st, query) {
@@ -94,7 +85,7 @@ func (s *Server) forward(ctx *fasthttp.RequestCtx, st *reqState, rt *route, d *d
 	}
 
 	resp := &ctx.Response
-	err := s.roundTrip(rt, st, out, resp, query, sent)
+	err := s.roundTrip(rt, st, in.Header.Method(), in.Body(), resp, query, sent)
 	if err != nil {
 		s.writeDenial(ctx, err, rid, false)
 		return
@@ -190,7 +181,7 @@ func (s *Server) appendCookiesWithoutSession(dst []byte, in *fasthttp.Request) [
 // was sent to it. t0, a clock reading made just before forwarding began,
 // serves the health check and starts the first attempt's timeout and
 // duration.
-func (s *Server) roundTrip(rt *route, st *reqState, out *fasthttp.Request, resp *fasthttp.Response, query []byte, t0 time.Time) error {
+func (s *Server) roundTrip(rt *route, st *reqState, method, body []byte, resp *fasthttp.Response, query []byte, t0 time.Time) error {
 	n := len(rt.targets)
 	first := int(rt.next.Add(1) % uint32(n))
 	now := t0.UnixNano()
@@ -203,20 +194,14 @@ func (s *Server) roundTrip(rt *route, st *reqState, out *fasthttp.Request, resp 
 			continue
 		}
 		st.uri = s.appendForwardURI(st.uri[:0], u.base, rt.forwardPath(st.path), query)
-		out.SetRequestURIBytes(st.uri)
-		if u.client.IsTLS {
-			out.URI().SetScheme("https")
-		}
 		start := t0
 		if tried {
 			start = time.Now()
 		}
 		tried = true
-		// upstreamTransport bounds the exchange by this deadline, as
-		// DoTimeout would, without Do reading the clock again for it.
+		// exchange bounds the attempt by this deadline.
 		st.upDeadline, st.upWait = start.Add(rt.timeout), rt.timeout
-		out.SetUserValue(deadlineKey{}, st)
-		err := u.client.Do(out, resp)
+		err := sendWithRetries(u.client, st, method, body, resp)
 		rt.metrics.upDuration.Observe(time.Since(start).Seconds())
 		if err == nil {
 			u.downUntil.Store(0)
@@ -243,6 +228,35 @@ func (s *Server) roundTrip(rt *route, st *reqState, out *fasthttp.Request, resp 
 		}
 	}
 	return lastErr
+}
+
+// maxIdempotentAttempts is how many times an idempotent request is sent
+// to one target when the connection fails before any response (as
+// fasthttp's HostClient.Do: DefaultMaxIdemponentCallAttempts).
+const maxIdempotentAttempts = 5
+
+// sendWithRetries is exchange, repeated as HostClient.Do would: a request
+// whose connection failed before any response (typically a kept-alive
+// connection the upstream had just closed) is sent again on another one
+// when it is idempotent by fasthttp's rule (GET, HEAD, PUT, QUERY).
+func sendWithRetries(hc *fasthttp.HostClient, st *reqState, method, body []byte, resp *fasthttp.Response) error {
+	for attempt := 1; ; attempt++ {
+		retry, err := exchange(hc, st, method, body, resp)
+		if err == nil || !retry || attempt >= maxIdempotentAttempts || !retriable(method) {
+			if err == io.EOF {
+				err = fasthttp.ErrConnectionClosed
+			}
+			return err
+		}
+	}
+}
+
+func retriable(method []byte) bool {
+	switch string(method) {
+	case fasthttp.MethodGet, fasthttp.MethodHead, fasthttp.MethodPut, "QUERY":
+		return true
+	}
+	return false
 }
 
 func (s *Server) anyHealthy(rt *route, now int64) bool {

@@ -29,10 +29,8 @@ type reqState struct {
 	fhost []byte   // X-Forwarded-Host received
 	sid   []byte   // key id of a session cookie
 
-	upDeadline time.Time     // bounds the exchange with the upstream (upstreamTransport)
+	upDeadline time.Time     // bounds the exchange with the upstream (exchange)
 	upWait     time.Duration // time left until upDeadline, when just computed
-
-	headReady bool // head holds the upstream header block
 
 	sessionWanted bool
 }

@@ -171,10 +171,8 @@ func (s *Server) newRoute(r Route) (*route, error) {
 				MaxConnWaitTimeout: rt.timeout,
 				ReadTimeout:        rt.timeout,
 				WriteTimeout:       rt.timeout,
-				// Large responses stream to the client as they arrive,
-				// small ones are read whole (upstreamTransport); the
-				// route timeout still bounds the whole exchange.
-				Transport:                     &upstreamTransport{timeout: rt.timeout},
+				// Used for its connection pool only: requests go through
+				// exchange, not Do.
 				DialTimeout:                   lazyDeadlineDial(t.tls, deadlineSlack(rt.timeout)),
 				DisablePathNormalizing:        true,
 				DisableHeaderNamesNormalizing: true,

@@ -20,51 +20,41 @@ const maxBufferedBody = 16 << 10
 // as fasthttp does.
 const maxInterimResponses = 100
 
-// upstreamTransport is fasthttp's default HostClient transport (v1.77)
-// except in how it reads the response body. The client's
-// StreamResponseBody streams every body, and on the small responses that
-// are nearly all of an API's that costs allocations, a copy and an
-// upstream connection held until the client has its answer. Here a body
-// whose Content-Length is at most maxBufferedBody is read whole and the
-// connection goes back to the pool at once; every other body streams to
-// the client as it arrives, so a large download is still never held in
-// memory, and its connection is released when the stream is closed.
+// exchange sends one request to one upstream over a pooled connection of
+// hc and reads the response into resp. It is fasthttp's default
+// HostClient transport (v1.77), called directly rather than through
+// HostClient.Do (whose per-request work — a fasthttp.Request to fill and
+// reset, its URI parsed, a clock read — buys nothing here; retries are
+// roundTrip's), except in two ways:
+//   - the request is written from what forward prepared (writeRequest);
+//   - a response body whose Content-Length is at most maxBufferedBody is
+//     read whole and the connection goes back to the pool at once; every
+//     other body streams to the client as it arrives, so a large download
+//     is never held in memory, and its connection is released when the
+//     stream is closed. (The client's StreamResponseBody would stream
+//     every body, which on the small responses that are nearly all of an
+//     API's costs allocations, a copy and an upstream connection held
+//     until the client has its answer.)
 //
-// The clients using it have no MaxConnDuration, and their timeouts are the
-// route timeout, which bounds the whole exchange: write and read share the
-// deadline roundTrip records (upDeadline), across retries too.
-type upstreamTransport struct {
-	timeout time.Duration
-}
-
-// deadlineKey is the request user value holding the *reqState whose
-// upDeadline bounds the exchange.
-type deadlineKey struct{}
-
-func (t *upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Request, resp *fasthttp.Response) (retry bool, err error) {
-	var (
-		deadline time.Time
-		wait     time.Duration
-	)
-	st, _ := req.UserValue(deadlineKey{}).(*reqState)
-	switch {
-	case st != nil && st.upWait > 0:
+// The route timeout bounds the whole exchange: write and read share the
+// deadline roundTrip records (upDeadline), across retries too. retry
+// reports a failure before any response, after which an idempotent
+// request may be sent again (a kept-alive connection the upstream had
+// closed).
+func exchange(hc *fasthttp.HostClient, st *reqState, method, body []byte, resp *fasthttp.Response) (retry bool, err error) {
+	deadline, wait := st.upDeadline, st.upWait
+	if wait > 0 {
 		// roundTrip read the clock for this attempt a moment ago: the
 		// whole timeout is left, without another clock read. A retry
-		// fasthttp makes within the attempt measures what remains.
-		deadline, wait = st.upDeadline, st.upWait
+		// measures what remains.
 		st.upWait = 0
-	case st != nil && !st.upDeadline.IsZero():
-		deadline = st.upDeadline
+	} else {
 		wait = time.Until(deadline)
-	default:
-		wait = t.timeout
-		deadline = time.Now().Add(wait)
 	}
 	if wait <= 0 {
 		return false, fasthttp.ErrTimeout
 	}
-	cc, err := hc.AcquireConn(wait, req.ConnectionClose())
+	cc, err := hc.AcquireConn(wait, false)
 	if err != nil {
 		return false, err
 	}
@@ -78,13 +68,7 @@ func (t *upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Req
 		return true, err
 	}
 	bw := hc.AcquireWriter(conn)
-	if st != nil && st.headReady {
-		err = writeRequest(bw, req, st)
-	} else {
-		// Every request comes from forward; one that did not would go
-		// without its headers.
-		err = errNoHead
-	}
+	err = writeRequest(bw, method, st, body)
 	if err == nil {
 		err = bw.Flush()
 	}
@@ -97,9 +81,7 @@ func (t *upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Req
 		return true, err
 	}
 
-	if req.Header.IsHead() {
-		resp.SkipBody = true
-	}
+	resp.SkipBody = string(method) == fasthttp.MethodHead
 	if hc.DisableHeaderNamesNormalizing {
 		resp.Header.DisableNormalizing()
 	}
@@ -135,7 +117,7 @@ func (t *upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Req
 			stream = true
 		}
 	}
-	closeConn := req.ConnectionClose() || resp.ConnectionClose()
+	closeConn := resp.ConnectionClose()
 	if !stream {
 		hc.ReleaseReader(br)
 		if closeConn {
@@ -183,14 +165,13 @@ func (t *upstreamTransport) RoundTrip(hc *fasthttp.HostClient, req *fasthttp.Req
 // body was read whole by the server; it goes with a Content-Length, which
 // (as fasthttp does) is also sent, as 0, for an empty body on any method
 // but GET and HEAD.
-func writeRequest(w *bufio.Writer, req *fasthttp.Request, st *reqState) error {
-	w.Write(req.Header.Method())
+func writeRequest(w *bufio.Writer, method []byte, st *reqState, body []byte) error {
+	w.Write(method)
 	w.WriteByte(' ')
 	w.Write(st.uri)
 	w.WriteString(" HTTP/1.1\r\n")
 	w.Write(st.head)
-	body := req.Body()
-	if len(body) > 0 || !req.Header.IsGet() && !req.Header.IsHead() {
+	if m := string(method); len(body) > 0 || m != fasthttp.MethodGet && m != fasthttp.MethodHead {
 		var n [20]byte
 		w.WriteString("Content-Length: ")
 		w.Write(strconv.AppendInt(n[:0], int64(len(body)), 10))
@@ -200,8 +181,6 @@ func writeRequest(w *bufio.Writer, req *fasthttp.Request, st *reqState) error {
 	_, err := w.Write(body) // bufio.Writer errors are sticky: this one reports any
 	return err
 }
-
-var errNoHead = errors.New("proxy: upstream request without a prepared head")
 
 var errTooManyInterim = errors.New("proxy: too many interim responses from the upstream")
 

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -235,5 +236,62 @@ func TestResponseRequestIDNamedInConnection(t *testing.T) {
 	r := f.get("/x")
 	if ids := r.header.Values("X-Request-Id"); r.status != 200 || len(ids) != 1 || ids[0] == "up-1" || !validRequestID([]byte(ids[0])) {
 		t.Fatalf("status %d, X-Request-Id %q: want one id of the proxy's", r.status, ids)
+	}
+}
+
+// TestStaleKeepAliveRetry: an upstream that closes a kept-alive
+// connection without saying so (after answering one request on it) costs
+// an idempotent request nothing: it is sent again on a new connection. A
+// POST is not sent twice; it gets 502.
+func TestStaleKeepAliveRetry(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns, requests atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns.Add(1)
+			go func(c net.Conn) {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				req, err := http.ReadRequest(br)
+				if err != nil {
+					return
+				}
+				io.Copy(io.Discard, req.Body)
+				requests.Add(1)
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+				// Keep-alive promised; close once the next request has
+				// been sent on this connection, unanswered.
+				br.ReadByte()
+			}(c)
+		}
+	}()
+	f := newFixture(t, func(_ *fixture, o *Options) {
+		o.Routes = []Route{{Name: "r", Targets: []string{"http://" + ln.Addr().String()}, Auth: AuthNone}}
+	})
+	for i := 0; i < 3; i++ {
+		if r := f.raw("GET /x HTTP/1.1\r\nHost: a\r\n\r\n"); r.status != 200 || r.body != "ok" {
+			t.Fatalf("GET %d: %d %q, want 200 ok", i, r.status, r.body)
+		}
+	}
+	if n := requests.Load(); n != 3 {
+		t.Errorf("upstream answered %d requests, want 3", n)
+	}
+	if n := conns.Load(); n < 3 {
+		t.Errorf("upstream saw %d connections, want ≥ 3 (each reuse fails and is retried)", n)
+	}
+	r := f.raw("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nhi")
+	if code, _ := r.denial(t); r.status != 502 || code != "upstream_unavailable" {
+		t.Errorf("POST on a stale connection: %d %s, want 502 upstream_unavailable (not retried)", r.status, code)
+	}
+	if n := requests.Load(); n != 3 {
+		t.Errorf("upstream answered %d requests, want still 3", n)
 	}
 }
