@@ -3,6 +3,7 @@ package proxy
 import (
 	"math"
 	"net"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,7 +26,7 @@ func (l *lazyDeadlineListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &lazyDeadlineConn{Conn: c, slack: l.slack.Nanoseconds()}, nil
+	return &lazyDeadlineConn{Conn: c, slack: l.slack.Nanoseconds(), peer: peerAddr(c.RemoteAddr())}, nil
 }
 
 // deadlineSlack is how late a lazily applied deadline may fire: 1/16 of
@@ -57,6 +58,9 @@ func deadlineSlack(timeouts ...time.Duration) time.Duration {
 type lazyDeadlineConn struct {
 	net.Conn
 	slack int64 // ns
+	// peer is the connection's remote address, parsed once (accepted
+	// connections only): the proxy needs it on every request.
+	peer netip.Addr
 
 	rd, wd lazyDeadline
 }

@@ -178,7 +178,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 
-	peer := peerAddr(ctx.RemoteAddr())
+	peer := connPeer(ctx)
 	peerTrusted := s.trusted(peer)
 	client := s.clientIP(peer, peerTrusted, st.xff)
 
@@ -257,7 +257,7 @@ func (s *Server) logAccess(ctx *fasthttp.RequestCtx, st *reqState, rt *route, k 
 		path += "?" + string(s.redactQuery(nil, query))
 	}
 	if !client.IsValid() {
-		client = peerAddr(ctx.RemoteAddr())
+		client = connPeer(ctx)
 	}
 	s.opts.Logger.LogAttrs(context.Background(), slog.LevelInfo, "request",
 		slog.String("method", string(ctx.Method())),
@@ -309,4 +309,15 @@ func upperMethod(m []byte) bool {
 		}
 	}
 	return true
+}
+
+// connPeer is the address of the request's peer: parsed when the
+// connection was accepted when it is a plain one of Serve's, otherwise
+// from RemoteAddr (which, behind PROXY protocol, is the address the
+// header declared).
+func connPeer(ctx *fasthttp.RequestCtx) netip.Addr {
+	if c, ok := ctx.Conn().(*lazyDeadlineConn); ok && c.peer.IsValid() {
+		return c.peer
+	}
+	return peerAddr(ctx.RemoteAddr())
 }
