@@ -455,6 +455,9 @@ func stripResponseHopByHop(resp *fasthttp.Response) (hasRequestID bool) {
 	conn, names := connBuf[:0], nameBuf[:0]
 	strip := false
 	for k, v := range h.All() {
+		if len(k) == 0 || !hopByHopInitial(k[0]) {
+			continue // Content-Type, Date, Server, most of them
+		}
 		switch {
 		case equalFold(k, "X-Request-Id"):
 			hasRequestID = true
@@ -485,6 +488,16 @@ func stripResponseHopByHop(resp *fasthttp.Response) (hasRequestID bool) {
 	}
 	h.ResetConnectionClose()
 	return hasRequestID
+}
+
+// hopByHopInitial reports whether a header name starting with c may be
+// hop-by-hop (isHopByHop) or X-Request-Id.
+func hopByHopInitial(c byte) bool {
+	switch lower(c) {
+	case 'c', 'k', 'p', 't', 'u', 'x':
+		return true
+	}
+	return false
 }
 
 // hasHeader reports whether the response has name in any letter case.

@@ -96,3 +96,17 @@ func TestRequestHeaderRules(t *testing.T) {
 		t.Error("a long name has a rule")
 	}
 }
+
+// TestHopByHopInitial: the prefilter lets every name isHopByHop knows, and
+// X-Request-Id, through.
+func TestHopByHopInitial(t *testing.T) {
+	for _, name := range []string{"Connection", "keep-alive", "Proxy-Connection", "te", "Trailer",
+		"Transfer-Encoding", "upgrade", "Proxy-Authorization", "Proxy-Authenticate", "x-request-id"} {
+		if !hopByHopInitial(name[0]) {
+			t.Errorf("%s is filtered out", name)
+		}
+		if !isHopByHop([]byte(name)) && !strings.EqualFold(name, "X-Request-Id") {
+			t.Errorf("%s is not hop-by-hop", name)
+		}
+	}
+}

@@ -59,7 +59,6 @@ func exchange(hc *fasthttp.HostClient, st *reqState, method, body []byte, resp *
 		return false, err
 	}
 	conn := cc.Conn()
-	resp.ParseNetConn(conn)
 
 	// One deadline for writing the request and reading the response: a
 	// single runtime timer, set once per exchange.
