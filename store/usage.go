@@ -5,7 +5,9 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/keygate/keygate/auth"
 )
@@ -31,6 +33,7 @@ type UsageRecorder struct {
 	log    *slog.Logger
 	seed   maphash.Seed
 	shards [usageShards]usageShard
+	recent [recentSlots]atomic.Pointer[recentUse]
 
 	// flushMu serializes flushes, so the final Flush at shutdown waits for
 	// a periodic one in progress (which either wrote its batch or put it
@@ -39,6 +42,31 @@ type UsageRecorder struct {
 }
 
 const usageShards = 32
+
+// usageGranularity is how long a recorded use stands for later ones of the
+// same key (Record): last_used_at is exact to within it.
+const usageGranularity = int64(time.Millisecond)
+
+// recentSlots is the size of Record's filter of recently noted keys.
+const recentSlots = 1024
+
+// recentUse is one entry of the filter: an immutable note that key (by
+// identity: the cache hands out one *auth.Key per key and secret until it
+// changes) was recorded at at (Unix ns).
+type recentUse struct {
+	key      *auth.Key
+	previous bool
+	at       int64
+}
+
+// recentSlot places a key in the filter by its address.
+func recentSlot(k *auth.Key, previous bool) uint64 {
+	h := uint64(uintptr(unsafe.Pointer(k))) * 0x9e3779b97f4a7c15
+	if previous {
+		h ^= 0x5bd1e995
+	}
+	return (h >> 32) % recentSlots
+}
 
 type usageShard struct {
 	mu sync.Mutex
@@ -71,10 +99,22 @@ func NewUsageRecorder(b Backend, o UsageOptions) *UsageRecorder {
 }
 
 // Record notes that k was used at now (with its previous, rotated-out
-// secret when previous is set). It is safe for concurrent use, takes one
-// of several shard locks, and allocates only for the first use of a key
-// in an interval.
+// secret when previous is set). It is safe for concurrent use; a key seen
+// again within usageGranularity costs one atomic load, otherwise Record
+// takes one of several shard locks. It allocates a small filter entry at
+// most once per usageGranularity per key, and a map entry for the first
+// use of a key in an interval.
 func (r *UsageRecorder) Record(k *auth.Key, previous bool, now time.Time) {
+	// A busy key is noted at most once per usageGranularity: the same
+	// cached *auth.Key seen again that soon changes nothing worth a lock
+	// (last_used_at may lag by that much). The filter entry is read
+	// without writing, so CPUs serving one key do not fight over it.
+	ns := now.UnixNano()
+	slot := &r.recent[recentSlot(k, previous)]
+	if e := slot.Load(); e != nil && e.key == k && e.previous == previous && ns >= e.at && ns-e.at < usageGranularity {
+		return
+	}
+	slot.Store(&recentUse{key: k, previous: previous, at: ns})
 	sh := &r.shards[maphash.String(r.seed, k.ID)%usageShards]
 	uk := usageKey{id: k.ID, previous: previous}
 	sh.mu.Lock()

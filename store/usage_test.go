@@ -222,3 +222,59 @@ func TestUsageFlushCost(t *testing.T) {
 		t.Errorf("a flush with nothing recorded made store calls %v, want none", calls)
 	}
 }
+
+// TestUsageRecorderGranularity: uses of one key within a millisecond of a
+// recorded one stand for each other; a later one, a new *auth.Key for the
+// key (the cache refreshed it) and its previous secret are each recorded.
+func TestUsageRecorderGranularity(t *testing.T) {
+	ctx := context.Background()
+	fb := &flaky{Backend: openEmbedded(t)}
+	svc := store.NewService(fb, store.Options{})
+	ks := store.NewKeySource(fb)
+	c, err := svc.Create(ctx, store.Actor{}, []byte(`{"name": "g", "user": "u"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k1, err := ks.LookupKeyID(ctx, c.Key.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := ks.LookupKeyID(ctx, c.Key.ID) // another object for the same key
+	if err != nil || k2 == k1 {
+		t.Fatalf("second lookup: %v (same object: %v)", err, k2 == k1)
+	}
+	t0 := time.Date(2030, 5, 6, 7, 8, 9, 0, time.UTC)
+	r := store.NewUsageRecorder(fb, store.UsageOptions{})
+	last := func() (cur, prev time.Time) {
+		t.Helper()
+		if err := r.Flush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		k, _ := svc.Get(ctx, c.Key.ID)
+		if k.LastUsedAt != nil {
+			cur = *k.LastUsedAt
+		}
+		if k.PreviousSecretLastUsedAt != nil {
+			prev = *k.PreviousSecretLastUsedAt
+		}
+		return cur, prev
+	}
+	r.Record(k1, false, t0)
+	r.Record(k1, false, t0.Add(500*time.Microsecond)) // within the granularity
+	if cur, _ := last(); !cur.Equal(t0) {
+		t.Errorf("last_used_at = %v, want %v", cur, t0)
+	}
+	r.Record(k1, false, t0.Add(2*time.Millisecond))
+	if cur, _ := last(); !cur.Equal(t0.Add(2 * time.Millisecond)) {
+		t.Errorf("last_used_at = %v, want %v (past the granularity)", cur, t0.Add(2*time.Millisecond))
+	}
+	r.Record(k2, false, t0.Add(2500*time.Microsecond)) // new object: not filtered
+	r.Record(k2, true, t0.Add(2600*time.Microsecond))  // previous secret: its own entry
+	cur, prev := last()
+	if !cur.Equal(t0.Add(2500 * time.Microsecond)) {
+		t.Errorf("last_used_at = %v, want %v (a new *auth.Key)", cur, t0.Add(2500*time.Microsecond))
+	}
+	if !prev.Equal(t0.Add(2600 * time.Microsecond)) {
+		t.Errorf("previous_secret_last_used_at = %v, want %v", prev, t0.Add(2600*time.Microsecond))
+	}
+}
