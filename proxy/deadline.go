@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"math"
 	"net"
 	"net/netip"
@@ -8,6 +9,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	proxyproto "github.com/pires/go-proxyproto"
 	"github.com/valyala/fasthttp"
 )
 
@@ -61,6 +63,12 @@ type lazyDeadlineConn struct {
 	// peer is the connection's remote address, parsed once (accepted
 	// connections only): the proxy needs it on every request.
 	peer netip.Addr
+	// requests counts the requests begun on an accepted connection, and
+	// idleSet records that finish already set the idle deadline for the
+	// wait after the current one. Both belong to the goroutine serving
+	// the connection (connState, finish).
+	requests int
+	idleSet  bool
 
 	rd, wd lazyDeadline
 }
@@ -250,4 +258,72 @@ func lazyDeadlineDial(tls bool, slack time.Duration) fasthttp.DialFuncWithTimeou
 		}
 		return &lazyDeadlineConn{Conn: c, slack: slack.Nanoseconds()}, nil
 	}
+}
+
+// connState applies the server's timeouts as fasthttp would with
+// ReadTimeout, WriteTimeout and IdleTimeout set, with fewer clock reads:
+// fasthttp reads the clock for each of the three deadlines it moves per
+// request, here the idle and write deadlines share the reading finish
+// makes (usually the one that ended the upstream exchange).
+//   - a new connection has ReadTimeout for its first request, TLS
+//     handshake included, from the moment it was accepted;
+//   - every later request has ReadTimeout from its first byte;
+//   - the response has WriteTimeout from the end of the handler (finish,
+//     and handleParseError for the answers to unreadable requests);
+//   - the wait for the next request has IdleTimeout from the end of the
+//     response (from the end of the handler when the response was not
+//     streamed, which is when it was written).
+func (s *Server) connState(c net.Conn, state fasthttp.ConnState) {
+	lc := innerLazy(c)
+	switch state {
+	case fasthttp.StateNew:
+		c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
+	case fasthttp.StateActive:
+		if lc != nil {
+			lc.requests++
+			if lc.requests == 1 {
+				return // the deadline set when it was accepted stands
+			}
+		}
+		c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
+	case fasthttp.StateIdle:
+		if lc != nil && lc.idleSet {
+			lc.idleSet = false
+			return
+		}
+		c.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
+	}
+}
+
+// armWrite sets the response's write deadline from now, a clock reading
+// made at the end of the handler, and, when the response is written at
+// once (not streamed), the idle deadline that follows it.
+func (s *Server) armWrite(ctx *fasthttp.RequestCtx, now time.Time) {
+	c := ctx.Conn()
+	if c == nil {
+		return
+	}
+	c.SetWriteDeadline(now.Add(s.opts.WriteTimeout))
+	if lc := innerLazy(c); lc != nil && !ctx.Response.IsBodyStream() && !ctx.Response.ConnectionClose() {
+		c.SetReadDeadline(now.Add(s.opts.IdleTimeout))
+		lc.idleSet = true
+	}
+}
+
+// innerLazy finds the lazyDeadlineConn Serve's listener put under c (TLS
+// and PROXY protocol wrap it), or nil.
+func innerLazy(c net.Conn) *lazyDeadlineConn {
+	for range 3 {
+		switch x := c.(type) {
+		case *lazyDeadlineConn:
+			return x
+		case *tls.Conn:
+			c = x.NetConn()
+		case *proxyproto.Conn:
+			c = x.Raw()
+		default:
+			return nil
+		}
+	}
+	return nil
 }

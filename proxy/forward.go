@@ -202,7 +202,8 @@ func (s *Server) roundTrip(rt *route, st *reqState, method, body []byte, resp *f
 		// exchange bounds the attempt by this deadline.
 		st.upDeadline, st.upWait = start.Add(rt.timeout), rt.timeout
 		err := sendWithRetries(u.client, st, method, body, resp)
-		rt.metrics.upDuration.Observe(time.Since(start).Seconds())
+		st.end = time.Now() // also starts the response's write deadline (finish)
+		rt.metrics.upDuration.Observe(st.end.Sub(start).Seconds())
 		if err == nil {
 			u.downUntil.Store(0)
 			rt.metrics.upCodes[upCode(resp.StatusCode())].Inc()

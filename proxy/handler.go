@@ -31,6 +31,7 @@ type reqState struct {
 
 	upDeadline time.Time     // bounds the exchange with the upstream (exchange)
 	upWait     time.Duration // time left until upDeadline, when just computed
+	end        time.Time     // when the upstream exchange ended (roundTrip)
 
 	sessionWanted bool
 }
@@ -138,6 +139,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		if p := recover(); p != nil {
 			s.recovered(ctx, p)
 		}
+		s.finish(ctx, st)
 		s.release(st)
 	}()
 	req := &ctx.Request
@@ -220,6 +222,17 @@ func (s *Server) recovered(ctx *fasthttp.RequestCtx, p any) {
 	newRequestID(&rid)
 	s.writeDenial(ctx, errInternal, rid[:], false)
 	ctx.SetConnectionClose()
+}
+
+// finish arms the response's write deadline (and the idle one after it)
+// from the last clock reading of the request, made when the upstream
+// exchange ended; a request that was not forwarded reads the clock here.
+func (s *Server) finish(ctx *fasthttp.RequestCtx, st *reqState) {
+	end := st.end
+	if end.IsZero() {
+		end = time.Now()
+	}
+	s.armWrite(ctx, end)
 }
 
 func (s *Server) release(st *reqState) {

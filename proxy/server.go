@@ -110,12 +110,12 @@ func New(o Options) (*Server, error) {
 	s.states.New = func() any { return newReqState() }
 	s.baseCtx, s.cancel = context.WithCancel(context.Background())
 	s.srv = &fasthttp.Server{
-		Handler:                       s.handle,
-		ErrorHandler:                  s.handleParseError,
-		ReadBufferSize:                o.MaxHeaderBytes + requestLineAllowance,
-		ReadTimeout:                   o.ReadTimeout,
-		WriteTimeout:                  o.WriteTimeout,
-		IdleTimeout:                   o.IdleTimeout,
+		Handler:        s.handle,
+		ErrorHandler:   s.handleParseError,
+		ReadBufferSize: o.MaxHeaderBytes + requestLineAllowance,
+		// The timeouts are applied by connState and finish, not by
+		// fasthttp (see connState).
+		ConnState:                     s.connState,
 		MaxRequestBodySize:            o.MaxRequestBody,
 		DisableHeaderNamesNormalizing: true,
 		DisablePreParseMultipartForm:  true,
@@ -124,7 +124,9 @@ func New(o Options) (*Server, error) {
 		NoDefaultContentType:          true,
 		CloseOnShutdown:               true,
 		TCPKeepalive:                  true,
-		Logger:                        fasthttpLogger{o.Logger},
+		// Nothing here reads RequestCtx.Time: no clock read for it.
+		LazyRequestTime: true,
+		Logger:          fasthttpLogger{o.Logger},
 	}
 	return s, nil
 }
@@ -250,6 +252,7 @@ func (s *Server) handleParseError(ctx *fasthttp.RequestCtx, err error) {
 	s.m.noRoute.auth[resBadRequest][srcNone].Inc()
 	s.writeDenial(ctx, e, rid[:], false)
 	ctx.SetConnectionClose()
+	s.armWrite(ctx, time.Now())
 	if s.opts.AccessLog {
 		s.opts.Logger.LogAttrs(context.Background(), slog.LevelInfo, "request",
 			slog.Int("status", ctx.Response.StatusCode()),
