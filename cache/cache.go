@@ -116,7 +116,19 @@ type Cache struct {
 	closed bool
 
 	m metrics
+
+	// front holds, by digest, entries recently returned from ristretto,
+	// for lock-free hits: a hit in ristretto takes a read lock on the
+	// key's shard and queues the access for its admission policy, and on
+	// a busy key every CPU contends for both. An entry here is checked
+	// exactly as one from ristretto (digest, current, expires), so it
+	// answers only when ristretto's copy would; it may outlive that copy
+	// until its slot is reused, which bounds what front keeps alive.
+	front [frontSlots]atomic.Pointer[entry]
 }
+
+// frontSlots is the size of Cache.front.
+const frontSlots = 4096
 
 // Compile-time check that a Cache decorates the interface it consumes.
 var _ auth.KeyStore = (*Cache)(nil)
@@ -299,7 +311,17 @@ func (c *Cache) LookupKeyAt(ctx context.Context, digest [32]byte, now time.Time)
 }
 
 func (c *Cache) lookupKey(ctx context.Context, digest [32]byte, now time.Time) (*auth.Key, error) {
-	e, ok := c.rc.Get(digestHash(&digest))
+	h := digestHash(&digest)
+	slot := &c.front[(h>>32)%frontSlots]
+	if e := slot.Load(); e != nil && !e.byID && e.digest == digest && c.current(e) {
+		if now.IsZero() {
+			now = c.now()
+		}
+		if now.Before(e.expires) {
+			return c.answer(e)
+		}
+	}
+	e, ok := c.rc.Get(h)
 	if ok && (e.byID || e.digest != digest || !c.current(e)) {
 		e = nil
 	}
@@ -307,14 +329,22 @@ func (c *Cache) lookupKey(ctx context.Context, digest [32]byte, now time.Time) (
 		now = c.now()
 	}
 	if e != nil && now.Before(e.expires) {
-		if e.key == nil {
-			c.m.negativeHit.Inc()
-			return nil, auth.ErrKeyNotFound
+		if slot.Load() != e {
+			slot.Store(e)
 		}
-		c.countHit(e)
-		return e.key, nil
+		return c.answer(e)
 	}
 	return c.miss(ctx, target{digest: digest}, e)
+}
+
+// answer is the reply of a fresh entry: its key, or ErrKeyNotFound.
+func (c *Cache) answer(e *entry) (*auth.Key, error) {
+	if e.key == nil {
+		c.m.negativeHit.Inc()
+		return nil, auth.ErrKeyNotFound
+	}
+	c.countHit(e)
+	return e.key, nil
 }
 
 // LookupKeyID returns the key with the given id (for sessions), cached and

@@ -1211,3 +1211,53 @@ func TestLookupKeyAtRealClock(t *testing.T) {
 		t.Errorf("store queries = %d, want 2: a cache with its own clock ignores the caller's", n)
 	}
 }
+
+// TestFrontEntries: a key hit often enough to be answered from the
+// lock-free front table is still dropped by Invalidate, InvalidateAll and
+// its expiry, exactly as from ristretto.
+func TestFrontEntries(t *testing.T) {
+	clk := newFakeClock()
+	st := newFakeStore()
+	d := digestOf("front")
+	k1 := testKey("key_f", "one")
+	st.add(d, k1)
+	c := newTestCache(t, st, defaultOpts(clk))
+	ctx := context.Background()
+	hot := func(want *auth.Key) {
+		t.Helper()
+		for i := 0; i < 3; i++ { // miss, ristretto hit (fills front), front hit
+			if got, err := c.LookupKey(ctx, d); got != want || err != nil {
+				t.Fatalf("LookupKey = %v, %v; want %v", got, err, want)
+			}
+			c.Wait()
+		}
+	}
+	hot(k1)
+	if n := st.calls.Load(); n != 1 {
+		t.Fatalf("store queries = %d, want 1", n)
+	}
+
+	k2 := testKey("key_f", "two")
+	st.add(d, k2)
+	c.Invalidate("key_f")
+	hot(k2)
+	if n := st.calls.Load(); n != 2 {
+		t.Errorf("store queries after Invalidate = %d, want 2", n)
+	}
+
+	k3 := testKey("key_f", "three")
+	st.add(d, k3)
+	c.InvalidateAll()
+	hot(k3)
+	if n := st.calls.Load(); n != 3 {
+		t.Errorf("store queries after InvalidateAll = %d, want 3", n)
+	}
+
+	k4 := testKey("key_f", "four")
+	st.add(d, k4)
+	clk.Advance(defaultOpts(clk).PositiveTTL + time.Second)
+	hot(k4)
+	if n := st.calls.Load(); n != 4 {
+		t.Errorf("store queries after expiry = %d, want 4", n)
+	}
+}

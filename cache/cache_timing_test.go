@@ -92,3 +92,21 @@ func BenchmarkLookupKeyIDHit(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkLookupHotKey is one key looked up from every CPU at once with
+// the caller's clock reading, as the proxy does when one client is busy.
+func BenchmarkLookupHotKey(b *testing.B) {
+	c, ds := benchCache(b, 1)
+	ctx := context.Background()
+	now := time.Now()
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.LookupKeyAt(ctx, ds[0], now); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
