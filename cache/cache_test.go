@@ -1261,3 +1261,26 @@ func TestFrontEntries(t *testing.T) {
 		t.Errorf("store queries after expiry = %d, want 4", n)
 	}
 }
+
+// TestFrontAfterClose: once the cache is closed, a key held in the front
+// table is not answered from it either.
+func TestFrontAfterClose(t *testing.T) {
+	st := newFakeStore()
+	d := digestOf("closed")
+	st.add(d, testKey("key_c", "c"))
+	c, err := New(st, defaultOpts(newFakeClock()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for i := 0; i < 3; i++ {
+		if _, err := c.LookupKey(ctx, d); err != nil {
+			t.Fatal(err)
+		}
+		c.Wait()
+	}
+	c.Close()
+	if k, err := c.LookupKey(ctx, d); !errors.Is(err, auth.ErrStoreUnavailable) {
+		t.Errorf("LookupKey after Close = %v, %v; want ErrStoreUnavailable", k, err)
+	}
+}

@@ -277,21 +277,38 @@ func (s *Server) connState(c net.Conn, state fasthttp.ConnState) {
 	lc := innerLazy(c)
 	switch state {
 	case fasthttp.StateNew:
-		c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
+		now := time.Now()
+		setDeadline(c.SetReadDeadline, now, s.opts.ReadTimeout)
+		// Also bounds the TLS handshake's writes.
+		setDeadline(c.SetWriteDeadline, now, s.opts.WriteTimeout)
 	case fasthttp.StateActive:
 		if lc != nil {
 			lc.requests++
 			if lc.requests == 1 {
-				return // the deadline set when it was accepted stands
+				return // the deadlines set when it was accepted stand
 			}
 		}
-		c.SetReadDeadline(time.Now().Add(s.opts.ReadTimeout))
+		now := time.Now()
+		setDeadline(c.SetReadDeadline, now, s.opts.ReadTimeout)
+		// fasthttp may write "100 Continue" before the handler runs: the
+		// previous response's write deadline may have passed by now.
+		setDeadline(c.SetWriteDeadline, now, s.opts.WriteTimeout)
 	case fasthttp.StateIdle:
 		if lc != nil && lc.idleSet {
 			lc.idleSet = false
 			return
 		}
-		c.SetReadDeadline(time.Now().Add(s.opts.IdleTimeout))
+		setDeadline(c.SetReadDeadline, time.Now(), s.opts.IdleTimeout)
+	}
+}
+
+// setDeadline sets a deadline d after now, or none when d is not
+// positive (Options: no limit).
+func setDeadline(set func(time.Time) error, now time.Time, d time.Duration) {
+	if d > 0 {
+		set(now.Add(d))
+	} else {
+		set(time.Time{})
 	}
 }
 
@@ -303,9 +320,9 @@ func (s *Server) armWrite(ctx *fasthttp.RequestCtx, now time.Time) {
 	if c == nil {
 		return
 	}
-	c.SetWriteDeadline(now.Add(s.opts.WriteTimeout))
+	setDeadline(c.SetWriteDeadline, now, s.opts.WriteTimeout)
 	if lc := innerLazy(c); lc != nil && !ctx.Response.IsBodyStream() && !ctx.Response.ConnectionClose() {
-		c.SetReadDeadline(now.Add(s.opts.IdleTimeout))
+		setDeadline(c.SetReadDeadline, now, s.opts.IdleTimeout)
 		lc.idleSet = true
 	}
 }

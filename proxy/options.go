@@ -141,7 +141,8 @@ type Options struct {
 	MaxHeaderBytes int
 	// ReadTimeout bounds reading one request, WriteTimeout writing one
 	// response, IdleTimeout the wait for the next request on a keep-alive
-	// connection. Zero means 30s, 30s and 120s.
+	// connection. Zero means 30s, 30s and 120s; a negative value means no
+	// limit.
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
 	IdleTimeout  time.Duration

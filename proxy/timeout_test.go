@@ -163,3 +163,40 @@ func TestWriteTimeout(t *testing.T) {
 		t.Errorf("client that stopped reading got %d of %d bytes, then %v; want the connection cut (unexpected EOF)", n, len(big), err)
 	}
 }
+
+// TestNoTimeouts: negative timeouts mean no limit (config's 0): a kept-alive
+// connection idle past the lazy-deadline slack is still served.
+func TestNoTimeouts(t *testing.T) {
+	f := newFixture(t, func(_ *fixture, o *Options) {
+		o.ReadTimeout, o.IdleTimeout, o.WriteTimeout = -1, -1, -1
+	})
+	key := f.keys.add(t, &auth.Key{ID: "key_nt", User: "u", Enabled: true})
+	c, br := dialKeepAlive(t, f, key)
+	time.Sleep(deadlineSlack() + 200*time.Millisecond)
+	io.WriteString(c, "GET /x HTTP/1.1\r\nHost: a\r\nX-API-Key: "+key+"\r\n\r\n")
+	if r := readResponse(t, br, c); r.status != 200 {
+		t.Fatalf("after an idle second with no timeouts: %d", r.status)
+	}
+}
+
+// TestContinueAfterIdle: a request with Expect: 100-continue on a
+// connection idle for longer than the write timeout (but not the idle
+// one) gets its 100 Continue: fasthttp writes it before the handler runs,
+// so the write deadline moves when the request starts.
+func TestContinueAfterIdle(t *testing.T) {
+	f, key := timeoutFixture(t, nil)
+	c, br := dialKeepAlive(t, f, key)
+	time.Sleep(tWRITE + 2*deadlineSlack(tREAD, tWRITE, tIDLE))
+	io.WriteString(c, "POST /x HTTP/1.1\r\nHost: a\r\nX-API-Key: "+key+"\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n")
+	line, err := br.ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "HTTP/1.1 100") {
+		t.Fatalf("interim response: %q, %v; want 100 Continue", line, err)
+	}
+	if blank, err := br.ReadString('\n'); err != nil || blank != "\r\n" {
+		t.Fatalf("after 100 Continue: %q, %v", blank, err)
+	}
+	io.WriteString(c, "hi")
+	if r := readResponseTo(t, br, "POST"); r.status != 200 {
+		t.Fatalf("final response: %d", r.status)
+	}
+}

@@ -50,13 +50,14 @@ const usageGranularity = int64(time.Millisecond)
 // recentSlots is the size of Record's filter of recently noted keys.
 const recentSlots = 1024
 
-// recentUse is one entry of the filter: an immutable note that key (by
-// identity: the cache hands out one *auth.Key per key and secret until it
-// changes) was recorded at at (Unix ns).
+// recentUse is one entry of the filter: a note that key (by identity: the
+// cache hands out one *auth.Key per key and secret until it changes) was
+// last recorded at at (Unix ns). key and previous never change; a slot
+// taken by another key gets a new entry.
 type recentUse struct {
 	key      *auth.Key
 	previous bool
-	at       int64
+	at       atomic.Int64
 }
 
 // recentSlot places a key in the filter by its address.
@@ -101,9 +102,10 @@ func NewUsageRecorder(b Backend, o UsageOptions) *UsageRecorder {
 // Record notes that k was used at now (with its previous, rotated-out
 // secret when previous is set). It is safe for concurrent use; a key seen
 // again within usageGranularity costs one atomic load, otherwise Record
-// takes one of several shard locks. It allocates a small filter entry at
-// most once per usageGranularity per key, and a map entry for the first
-// use of a key in an interval.
+// takes one of several shard locks. It allocates a small filter entry when
+// a key takes a slot of the filter (its first use, or after another key
+// took the slot), and a map entry for the first use of a key in an
+// interval.
 func (r *UsageRecorder) Record(k *auth.Key, previous bool, now time.Time) {
 	// A busy key is noted at most once per usageGranularity: the same
 	// cached *auth.Key seen again that soon changes nothing worth a lock
@@ -111,10 +113,16 @@ func (r *UsageRecorder) Record(k *auth.Key, previous bool, now time.Time) {
 	// without writing, so CPUs serving one key do not fight over it.
 	ns := now.UnixNano()
 	slot := &r.recent[recentSlot(k, previous)]
-	if e := slot.Load(); e != nil && e.key == k && e.previous == previous && ns >= e.at && ns-e.at < usageGranularity {
-		return
+	if e := slot.Load(); e != nil && e.key == k && e.previous == previous {
+		if at := e.at.Load(); ns >= at && ns-at < usageGranularity {
+			return
+		}
+		e.at.Store(ns)
+	} else {
+		e := &recentUse{key: k, previous: previous}
+		e.at.Store(ns)
+		slot.Store(e)
 	}
-	slot.Store(&recentUse{key: k, previous: previous, at: ns})
 	sh := &r.shards[maphash.String(r.seed, k.ID)%usageShards]
 	uk := usageKey{id: k.ID, previous: previous}
 	sh.mu.Lock()

@@ -196,9 +196,9 @@ func (s *server) proxyOptions(ctx context.Context) (proxy.Options, error) {
 		KeyFile:           cfg.Proxy.TLS.KeyFile,
 		MaxRequestBody:    int(cfg.Proxy.MaxRequestBody),
 		MaxHeaderBytes:    int(cfg.Proxy.MaxHeaderBytes),
-		ReadTimeout:       cfg.Proxy.ReadTimeout.Std(),
-		WriteTimeout:      cfg.Proxy.WriteTimeout.Std(),
-		IdleTimeout:       cfg.Proxy.IdleTimeout.Std(),
+		ReadTimeout:       noLimitIfZero(cfg.Proxy.ReadTimeout.Std()),
+		WriteTimeout:      noLimitIfZero(cfg.Proxy.WriteTimeout.Std()),
+		IdleTimeout:       noLimitIfZero(cfg.Proxy.IdleTimeout.Std()),
 		Registerer:        s.reg,
 		Logger:            s.log.With("component", "proxy"),
 		AccessLog:         cfg.Log.AccessLog,
@@ -489,4 +489,14 @@ func overlayEnv(getenv func(string) string, name, value string) func(string) str
 		}
 		return getenv(k)
 	}
+}
+
+// noLimitIfZero maps a configured timeout of 0 ("no limit" in the config)
+// to proxy.Options' spelling of it, a negative value (zero there means the
+// default).
+func noLimitIfZero(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
