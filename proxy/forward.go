@@ -421,16 +421,32 @@ var requestHeaderRules = map[string]uint8{
 // maxRuleName bounds the names requestHeaderRules can hold.
 const maxRuleName = 32
 
+type headerRule struct {
+	name string
+	rule uint8
+}
+
+// rulesByLen is requestHeaderRules by name length: a received name is
+// compared with the few of its length (a map lookup would hash every
+// name first, and costs more than these comparisons).
+var rulesByLen = func() (t [maxRuleName + 1][]headerRule) {
+	for name, rule := range requestHeaderRules {
+		t[len(name)] = append(t[len(name)], headerRule{name, rule})
+	}
+	return t
+}()
+
 // requestHeaderRule looks k up in requestHeaderRules, ignoring case.
 func requestHeaderRule(k []byte) uint8 {
 	if len(k) > maxRuleName {
 		return forwardHeader
 	}
-	var buf [maxRuleName]byte
-	for i, c := range k {
-		buf[i] = lower(c)
+	for _, r := range rulesByLen[len(k)] {
+		if equalFold(k, r.name) {
+			return r.rule
+		}
 	}
-	return requestHeaderRules[string(buf[:len(k)])] // no allocation: a map index
+	return forwardHeader
 }
 
 func isHopByHop(k []byte) bool {
