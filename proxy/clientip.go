@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"net/netip"
+	"strings"
 )
 
 // maxForwardedEntries bounds how many X-Forwarded-For entries are examined
@@ -21,7 +22,11 @@ func peerAddr(a net.Addr) netip.Addr {
 	case nil:
 		return netip.Addr{}
 	}
-	ap, err := netip.ParseAddrPort(a.String())
+	str := a.String()
+	if !strings.Contains(str, ":") {
+		return netip.Addr{} // not ip:port (a pipe, a unix socket); no error to build
+	}
+	ap, err := netip.ParseAddrPort(str)
 	if err != nil {
 		return netip.Addr{}
 	}
