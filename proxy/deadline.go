@@ -94,6 +94,12 @@ var monoBase = time.Now()
 // reading (setExternal).
 const external = math.MinInt64
 
+// monoNow is a clock reading for measuring and deadlines only: it reads
+// just the monotonic clock (half the cost of time.Now, which also reads
+// the wall clock) and carries a wall time derived from monoBase. Never use
+// it where the wall clock matters (key expiry, timestamps).
+func monoNow() time.Time { return monoBase.Add(time.Since(monoBase)) }
+
 func fromTime(t time.Time) int64 {
 	if t.IsZero() {
 		return 0
@@ -277,7 +283,7 @@ func (s *Server) connState(c net.Conn, state fasthttp.ConnState) {
 	lc := innerLazy(c)
 	switch state {
 	case fasthttp.StateNew:
-		now := time.Now()
+		now := monoNow()
 		setDeadline(c.SetReadDeadline, now, s.opts.ReadTimeout)
 		// Also bounds the TLS handshake's writes.
 		setDeadline(c.SetWriteDeadline, now, s.opts.WriteTimeout)
@@ -288,7 +294,7 @@ func (s *Server) connState(c net.Conn, state fasthttp.ConnState) {
 				return // the deadlines set when it was accepted stand
 			}
 		}
-		now := time.Now()
+		now := monoNow()
 		setDeadline(c.SetReadDeadline, now, s.opts.ReadTimeout)
 		// fasthttp may write "100 Continue" before the handler runs: the
 		// previous response's write deadline may have passed by now.
@@ -298,7 +304,7 @@ func (s *Server) connState(c net.Conn, state fasthttp.ConnState) {
 			lc.idleSet = false
 			return
 		}
-		setDeadline(c.SetReadDeadline, time.Now(), s.opts.IdleTimeout)
+		setDeadline(c.SetReadDeadline, monoNow(), s.opts.IdleTimeout)
 	}
 }
 

@@ -206,3 +206,17 @@ func TestLazyDeadlineWallClockTime(t *testing.T) {
 		t.Errorf("monotonic deadline after a wall-clock one: %d sets, socket %v, want ≥ %v", cc.reads.Load(), got, mono)
 	}
 }
+
+// TestMonoNow: monoNow carries a monotonic reading (deadlines and
+// durations use it) and tracks time.Now.
+func TestMonoNow(t *testing.T) {
+	a := monoNow()
+	b := time.Now()
+	c := monoNow()
+	if !hasMonotonic(a) {
+		t.Fatal("monoNow has no monotonic reading")
+	}
+	if b.Before(a) || c.Before(b) {
+		t.Errorf("monoNow out of order with time.Now: %v, %v, %v", a, b, c)
+	}
+}

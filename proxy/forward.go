@@ -184,7 +184,7 @@ func (s *Server) appendCookiesWithoutSession(dst []byte, in *fasthttp.Request) [
 func (s *Server) roundTrip(rt *route, st *reqState, method, body []byte, resp *fasthttp.Response, query []byte, t0 time.Time) error {
 	n := len(rt.targets)
 	first := int(rt.next.Add(1) % uint32(n))
-	now := t0.UnixNano()
+	now := fromTime(t0)
 	healthy := s.anyHealthy(rt, now)
 	lastErr := errUpstreamUnavailable
 	tried := false
@@ -196,13 +196,13 @@ func (s *Server) roundTrip(rt *route, st *reqState, method, body []byte, resp *f
 		st.uri = s.appendForwardURI(st.uri[:0], u.base, rt.forwardPath(st.path), query)
 		start := t0
 		if tried {
-			start = time.Now()
+			start = monoNow()
 		}
 		tried = true
 		// exchange bounds the attempt by this deadline.
 		st.upDeadline, st.upWait = start.Add(rt.timeout), rt.timeout
 		err := sendWithRetries(u.client, st, method, body, resp)
-		st.end = time.Now() // also starts the response's write deadline (finish)
+		st.end = monoNow() // also starts the response's write deadline (finish)
 		rt.metrics.upDuration.Observe(st.end.Sub(start).Seconds())
 		if err == nil {
 			u.downUntil.Store(0)
@@ -223,7 +223,7 @@ func (s *Server) roundTrip(rt *route, st *reqState, method, body []byte, resp *f
 		}
 		// Nothing reached this target: mark it and try the next healthy
 		// one. When none was healthy, one attempt is all we make.
-		u.downUntil.Store(time.Now().Add(unhealthyFor).UnixNano())
+		u.downUntil.Store(fromTime(monoNow().Add(unhealthyFor)))
 		if !healthy {
 			return lastErr
 		}

@@ -198,7 +198,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		d, err = s.authenticate(s.baseCtx, st, req, query, rt, client, now)
 		res := resultFor(err)
 		rt.metrics.auth[res][d.cred.src].Inc()
-		sent = time.Now()
+		sent = monoNow()
 		s.m.authDurationBy[res].Observe(sent.Sub(start).Seconds())
 		if err != nil {
 			s.writeDenial(ctx, err, rid, d.session && res == resSessionInvalid)
@@ -230,7 +230,7 @@ func (s *Server) recovered(ctx *fasthttp.RequestCtx, p any) {
 func (s *Server) finish(ctx *fasthttp.RequestCtx, st *reqState) {
 	end := st.end
 	if end.IsZero() {
-		end = time.Now()
+		end = monoNow()
 	}
 	s.armWrite(ctx, end)
 }

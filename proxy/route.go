@@ -36,7 +36,7 @@ type upstream struct {
 	client *fasthttp.HostClient
 	base   string
 	// downUntil is when a target that failed to connect is tried again
-	// (UnixNano of the injected clock; 0: healthy).
+	// (monotonic, as fromTime keeps it; 0: healthy).
 	downUntil atomic.Int64
 }
 
