@@ -183,7 +183,10 @@ func (s *Server) appendCookiesWithoutSession(dst []byte, in *fasthttp.Request) [
 // duration.
 func (s *Server) roundTrip(rt *route, st *reqState, method, body []byte, resp *fasthttp.Response, query []byte, t0 time.Time) error {
 	n := len(rt.targets)
-	first := int(rt.next.Add(1) % uint32(n))
+	first := 0
+	if n > 1 { // the counter is shared by every CPU: only touched when it matters
+		first = int(rt.next.Add(1) % uint32(n))
+	}
 	now := fromTime(t0)
 	healthy := s.anyHealthy(rt, now)
 	lastErr := errUpstreamUnavailable
@@ -205,7 +208,9 @@ func (s *Server) roundTrip(rt *route, st *reqState, method, body []byte, resp *f
 		st.end = monoNow() // also starts the response's write deadline (finish)
 		rt.metrics.upDuration.Observe(st.end.Sub(start).Seconds())
 		if err == nil {
-			u.downUntil.Store(0)
+			if u.downUntil.Load() != 0 { // no write to a shared line on every request
+				u.downUntil.Store(0)
+			}
 			rt.metrics.upCodes[upCode(resp.StatusCode())].Inc()
 			return nil
 		}
