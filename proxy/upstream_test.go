@@ -295,3 +295,25 @@ func TestStaleKeepAliveRetry(t *testing.T) {
 		t.Errorf("upstream answered %d requests, want still 3", n)
 	}
 }
+
+// TestRoundRobin: requests are spread over a route's targets in turn.
+func TestRoundRobin(t *testing.T) {
+	var hits [3]atomic.Int32
+	var urls []string
+	for i := range hits {
+		urls = append(urls, serveUpstream(t, func(ctx *fasthttp.RequestCtx) { hits[i].Add(1) }))
+	}
+	f := newFixture(t, func(_ *fixture, o *Options) {
+		o.Routes = []Route{{Name: "rr", Targets: urls, Auth: AuthNone}}
+	})
+	for i := range 30 {
+		if r := f.get("/x"); r.status != 200 {
+			t.Fatalf("request %d: %d", i, r.status)
+		}
+	}
+	for i := range hits {
+		if n := hits[i].Load(); n != 10 {
+			t.Errorf("target %d served %d of 30 requests, want 10", i, n)
+		}
+	}
+}
