@@ -7,6 +7,8 @@ package main
 import (
 	"flag"
 	"log"
+	"os"
+	"runtime/pprof"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -15,7 +17,23 @@ import (
 func main() {
 	listen := flag.String("listen", "127.0.0.1:18081", "address to listen on")
 	upstream := flag.String("upstream", "127.0.0.1:18000", "upstream host:port")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the first -profile-seconds here (bench/pgo.sh)")
+	profileSeconds := flag.Int("profile-seconds", 20, "how long -cpuprofile records")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		go func() {
+			time.Sleep(time.Duration(*profileSeconds) * time.Second)
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 
 	client := &fasthttp.HostClient{
 		Addr:                   *upstream,

@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Regenerates cmd/keygate/default.pgo, the CPU profile the Go compiler uses
+# to optimize keygate (profile-guided optimization: `go build` picks it up
+# by itself), and bench/bareproxy/default.pgo, the same for the benchmark's
+# baseline, so that bench/run.sh compares two binaries built the same way.
+# Each profile is of its program's hot path as bench/run.sh drives it:
+# requests through the proxy to a fixed-response upstream, all on
+# 127.0.0.1, bounded in time. Rerun it when the hot path changes much.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export GOTOOLCHAIN=local
+SECONDS_PROFILED=${SECONDS_PROFILED:-20}
+
+if ! command -v wrk >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+  else echo "pgo: wrk is not installed" >&2; exit 1; fi
+fi
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+
+# The profiled build is itself built without a profile, so the new one does
+# not inherit the old one's choices.
+CGO_ENABLED=0 go build -pgo=off -tags pgoprofile -o "$work/keygate" ./cmd/keygate
+go build -o "$work/upstream" ./bench/upstream
+go build -pgo=off -o "$work/bareproxy" ./bench/bareproxy
+
+cat > "$work/keygate.yaml" <<YAML
+proxy: {listen: "127.0.0.1:18280"}
+admin: {listen: "127.0.0.1:18290"}
+store: {driver: embedded, path: "$work/data"}
+keys: {keystore: "$work/data/keystore"}
+routes:
+  - name: bench
+    match: {path_prefix: /}
+    upstream: {targets: ["http://127.0.0.1:18200"]}
+    auth: required
+log: {level: warn, access_log: false}
+YAML
+
+"$work/upstream" -listen 127.0.0.1:18200 & pids+=($!)
+admin_key=$("$work/keygate" bootstrap --config "$work/keygate.yaml" 2>/dev/null)
+"$work/keygate" serve --config "$work/keygate.yaml" 2>"$work/keygate.log" & pids+=($!)
+ready=
+for _ in $(seq 300); do curl -fs http://127.0.0.1:18290/readyz >/dev/null && { ready=1; break; }; sleep 0.1; done
+[ -n "$ready" ] || { echo "pgo: keygate did not become ready; its log:" >&2; cat "$work/keygate.log" >&2; exit 1; }
+key=$(KEYGATE_ADMIN_KEY=$admin_key "$work/keygate" keys create --admin-url http://127.0.0.1:18290 \
+  --name pgo --user pgo --no-expiry --output json | sed -n 's/.*"secret": *"\([^"]*\)".*/\1/p')
+[ -n "$key" ] || { echo "pgo: could not create a key" >&2; exit 1; }
+kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+
+# Profile a fresh process under load from its start.
+PGO_PROFILE="$work/cpu.pprof" PGO_SECONDS=$SECONDS_PROFILED \
+  "$work/keygate" serve --config "$work/keygate.yaml" 2>"$work/keygate.log" & pids+=($!)
+for _ in $(seq 300); do curl -fs http://127.0.0.1:18290/readyz >/dev/null && break; sleep 0.1; done
+wrk -t2 -c64 -d$((SECONDS_PROFILED + 2))s -H "X-API-Key: $key" http://127.0.0.1:18280/ | grep 'Requests/sec'
+sleep 1
+[ -s "$work/cpu.pprof" ] || { echo "pgo: no profile was written" >&2; exit 1; }
+cp "$work/cpu.pprof" cmd/keygate/default.pgo
+echo "pgo: wrote cmd/keygate/default.pgo ($(wc -c < cmd/keygate/default.pgo) bytes)"
+
+"$work/bareproxy" -listen 127.0.0.1:18281 -upstream 127.0.0.1:18200 \
+  -cpuprofile "$work/bare.pprof" -profile-seconds "$SECONDS_PROFILED" & pids+=($!)
+for _ in $(seq 100); do curl -fs -o /dev/null http://127.0.0.1:18281/ && break; sleep 0.1; done
+wrk -t2 -c64 -d$((SECONDS_PROFILED + 2))s http://127.0.0.1:18281/ | grep 'Requests/sec'
+sleep 1
+[ -s "$work/bare.pprof" ] || { echo "pgo: no bareproxy profile was written" >&2; exit 1; }
+cp "$work/bare.pprof" bench/bareproxy/default.pgo
+echo "pgo: wrote bench/bareproxy/default.pgo ($(wc -c < bench/bareproxy/default.pgo) bytes)"
