@@ -20,7 +20,6 @@ type reqState struct {
 	uri   []byte   // request-target sent upstream
 	head  []byte   // header block sent upstream (forward)
 	qbuf  []byte   // decoded credential query values
-	buf   []byte   // X-Forwarded-For sent upstream
 	xff   [][]byte // X-Forwarded-For lines received
 	conn  [][]byte // tokens of the Connection header(s)
 	rid   [32]byte // generated request id
@@ -42,7 +41,6 @@ func newReqState() *reqState {
 		uri:  make([]byte, 0, 512),
 		head: make([]byte, 0, 1024),
 		qbuf: make([]byte, 0, 256),
-		buf:  make([]byte, 0, 128),
 		xff:  make([][]byte, 0, 4),
 		conn: make([][]byte, 0, 4),
 		sid:  make([]byte, 0, 64),
@@ -53,8 +51,8 @@ func (st *reqState) reset() {
 	clear(st.xff)
 	clear(st.conn)
 	*st = reqState{
-		path: st.path[:0], uri: st.uri[:0], head: st.head[:0], qbuf: st.qbuf[:0], buf: st.buf[:0],
-		xff: st.xff[:0], conn: st.conn[:0],
+		path: st.path[:0], uri: st.uri[:0], head: st.head[:0], qbuf: st.qbuf[:0],
+		xff: st.xff[:0], conn: st.conn[:0], sid: st.sid[:0],
 	}
 }
 
