@@ -14,10 +14,11 @@ import (
 )
 
 // lazyDeadlineListener hands out connections whose deadlines are applied
-// lazily and coarsely (lazyDeadlineConn). fasthttp moves a keep-alive
-// connection's deadlines three times per request (idle wait, request
-// read, response write); each move is a runtime timer update and two
-// clock reads, a noticeable share of a proxied request's cost.
+// lazily and coarsely (lazyDeadlineConn). A keep-alive connection's
+// deadlines move several times per request (request read, response write,
+// idle wait: connState and armWrite); on a net.Conn each move is a runtime
+// timer update and two clock reads, a noticeable share of a proxied
+// request's cost.
 type lazyDeadlineListener struct {
 	net.Listener
 	slack time.Duration
@@ -48,8 +49,8 @@ func deadlineSlack(timeouts ...time.Duration) time.Duration {
 // does, with two differences that never make one fire early:
 //   - a deadline is applied to the socket only when the next Read (or
 //     Write) is about to happen, so a deadline replaced before any I/O
-//     (fasthttp's request-read deadline, when the whole request arrived
-//     with its first byte) costs nothing;
+//     (the request-read deadline, when the whole request arrived with its
+//     first byte) costs nothing;
 //   - a socket deadline is armed slack past the one asked for, and left in
 //     place while it is no earlier than the one asked for and at most
 //     slack past it: on a busy keep-alive connection, the socket's timer

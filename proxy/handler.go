@@ -183,9 +183,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	client := s.clientIP(peer, peerTrusted, st.xff)
 
 	var d decision
-	// sent is when forwarding begins: the upstream duration is measured
-	// from it. It is a clock reading already made (the request's start,
-	// or the end of the auth decision), not a new one.
+	// sent is when forwarding begins, the start of the upstream timeout
+	// and duration: the request's start, or the end of the auth decision
+	// (one monotonic reading that also times the decision).
 	sent := start
 	if rt.auth != authNone {
 		now := start // the default clock: no second read
