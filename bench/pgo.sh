@@ -11,15 +11,9 @@ cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
 SECONDS_PROFILED=${SECONDS_PROFILED:-20}
 
-if ! command -v wrk >/dev/null; then
-  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-  else echo "pgo: wrk is not installed" >&2; exit 1; fi
-fi
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
+# wrk, $work (removed on exit) and pids (stopped on exit).
+. bench/lib.sh
+need_wrk
 
 # The profiled build is itself built without a profile, so the new one does
 # not inherit the old one's choices.
@@ -27,29 +21,10 @@ CGO_ENABLED=0 go build -pgo=off -tags pgoprofile -o "$work/keygate" ./cmd/keygat
 go build -o "$work/upstream" ./bench/upstream
 go build -pgo=off -o "$work/bareproxy" ./bench/bareproxy
 
-cat > "$work/keygate.yaml" <<YAML
-proxy: {listen: "127.0.0.1:18280"}
-admin: {listen: "127.0.0.1:18290"}
-store: {driver: embedded, path: "$work/data"}
-keys: {keystore: "$work/data/keystore"}
-routes:
-  - name: bench
-    match: {path_prefix: /}
-    upstream: {targets: ["http://127.0.0.1:18200"]}
-    auth: required
-log: {level: warn, access_log: false}
-YAML
+keygate_config "$work/keygate.yaml" 18280 18290 "$work/data" required 18200
 
 "$work/upstream" -listen 127.0.0.1:18200 & pids+=($!)
-admin_key=$("$work/keygate" bootstrap --config "$work/keygate.yaml" 2>/dev/null)
-"$work/keygate" serve --config "$work/keygate.yaml" 2>"$work/keygate.log" & pids+=($!)
-ready=
-for _ in $(seq 300); do curl -fs http://127.0.0.1:18290/readyz >/dev/null && { ready=1; break; }; sleep 0.1; done
-[ -n "$ready" ] || { echo "pgo: keygate did not become ready; its log:" >&2; cat "$work/keygate.log" >&2; exit 1; }
-key=$(KEYGATE_ADMIN_KEY=$admin_key "$work/keygate" keys create --admin-url http://127.0.0.1:18290 \
-  --name pgo --user pgo --no-expiry --output json | sed -n 's/.*"secret": *"\([^"]*\)".*/\1/p')
-[ -n "$key" ] || { echo "pgo: could not create a key" >&2; exit 1; }
-kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+create_key "$work/keygate.yaml" 18290
 
 # Profile a fresh process under load from its start.
 PGO_PROFILE="$work/cpu.pprof" PGO_SECONDS=$SECONDS_PROFILED \

@@ -1,0 +1,132 @@
+# Shared by bench/run.sh and bench/ab.sh (sourced, not run): everything
+# they do the same way — wrk, a work directory cleaned up on exit, keygate
+# set up with one key on the embedded store, and the measurement itself.
+#
+# The machine these run on is shared and noisy in two ways, and the method
+# answers both:
+#   - two instances of one binary can differ by 10% or more for the whole
+#     of their lives (placement, memory layout): every round starts both
+#     processes afresh, and the result is the median over ROUNDS rounds;
+#   - throughput drifts by 10% or more within seconds (neighbours): within
+#     a round the two are measured alternately in short slices, in the
+#     order B, A, A, B, … (ABBA), so a drift that is roughly linear over a
+#     round weighs on both equally. A round's ratio is A's mean req/s over
+#     its slices over B's.
+# Both run during the whole round; the one not under load is idle.
+# Everything listens on 127.0.0.1, and every wrk run is bounded in time.
+
+SLICE=${SLICE:-1}   # seconds per measured slice
+PAIRS=${PAIRS:-4}   # ABBA pairs per round: 2*PAIRS slices each
+CONNS=${CONNS:-64}
+THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-15}
+
+# check_auth NAME VALUE: VALUE must be a route auth mode.
+check_auth() {
+  case $2 in required|optional|none) ;; *) echo "bench: $1 must be required, optional or none" >&2; exit 2;; esac
+}
+
+need_wrk() {
+  command -v wrk >/dev/null && return
+  if [ "$(id -u)" = 0 ]; then apt-get install -y -qq wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+  else echo "bench: wrk is not installed" >&2; exit 1; fi
+}
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+# stop PID: stop one process this script started and wait for it.
+stop() { kill "$1" 2>/dev/null || true; wait "$1" 2>/dev/null || true; }
+
+# build_common: keygate from this checkout and the upstream, into $work.
+build_common() {
+  CGO_ENABLED=0 go build -o "$work/keygate" ./cmd/keygate
+  go build -o "$work/upstream" ./bench/upstream
+}
+
+# keygate_config FILE PORT ADMIN_PORT DATA_DIR AUTH [UPSTREAM_PORT]: a
+# keygate config with one route to the upstream (port 18000 by default).
+keygate_config() {
+  cat > "$1" <<YAML
+proxy: {listen: "127.0.0.1:$2"}
+admin: {listen: "127.0.0.1:$3"}
+store: {driver: embedded, path: "$4"}
+keys: {keystore: "$4/keystore"}
+routes:
+  - name: bench
+    match: {path_prefix: /}
+    upstream: {targets: ["http://127.0.0.1:${6:-18000}"]}
+    auth: $5
+log: {level: warn, access_log: false}
+YAML
+}
+
+start_upstream() { "$work/upstream" -listen 127.0.0.1:18000 & pids+=($!); }
+
+# start_keygate BIN CONFIG ADMIN_PORT: serve in the background (pid in
+# $started) and wait until ready — up to 30 s: on a loaded machine keygate
+# can take longer than 10 s, and runs used to fail with "cannot reach the
+# admin API".
+start_keygate() {
+  "$1" serve --config "$2" 2>"$2.log" & started=$!; pids+=($started)
+  local ready=
+  for _ in $(seq 300); do curl -fs "http://127.0.0.1:$3/readyz" >/dev/null && { ready=1; break; }; sleep 0.1; done
+  [ -n "$ready" ] || { echo "bench: keygate did not become ready; its log:" >&2; cat "$2.log" >&2; exit 1; }
+}
+
+# create_key CONFIG ADMIN_PORT: bootstrap the store of CONFIG and create
+# one key (in $key) through a keygate that is stopped again.
+create_key() {
+  local admin_key
+  admin_key=$("$work/keygate" bootstrap --config "$1" 2>/dev/null)
+  start_keygate "$work/keygate" "$1" "$2"
+  key=$(KEYGATE_ADMIN_KEY=$admin_key "$work/keygate" keys create --admin-url "http://127.0.0.1:$2" \
+    --name bench --user bench --no-expiry --output json | sed -n 's/.*"secret": *"\([^"]*\)".*/\1/p')
+  stop "$started"
+  [ -n "$key" ] || { echo "bench: could not create a key" >&2; exit 1; }
+}
+
+# rate URL [wrk args]: requests per second in one slice. A slice that
+# answered anything but 2xx (a wrong key: 401s) or printed no rate stops
+# the run rather than skewing it.
+rate() {
+  local out rps
+  out=$(wrk -t"$THREADS" -c"$CONNS" -d"${SLICE}s" "$@")
+  rps=$(echo "$out" | awk '/Requests\/sec/{print $2}')
+  if [ -z "$rps" ] || echo "$out" | grep -q 'Non-2xx'; then
+    echo "bench: bad wrk slice for ${*: -1}:" >&2; echo "$out" >&2; exit 1
+  fi
+  echo "$rps"
+}
+add() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.1f", a+b}'; }
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}'; }
+# quartiles: the 25th and 75th percentiles (nearest rank) of the arguments.
+quartiles() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END{q1=int((NR+3)/4); q3=int((3*NR+3)/4); print a[q1] " – " a[q3]}'; }
+
+# measure_rounds: ROUNDS rounds of the method above. The caller defines
+# start_pair (start A and B and wait until both serve), stop_pair,
+# slice_a and slice_b (one slice each, printing req/s: rate) and warm
+# (one unmeasured second of each). Fills a_rps, b_rps and ratios.
+measure_rounds() {
+  a_rps=(); b_rps=(); ratios=()
+  local r a b x n
+  for r in $(seq "$ROUNDS"); do
+    start_pair
+    warm
+    a=0; b=0
+    for _ in $(seq "$PAIRS"); do
+      # One assignment per slice, so that a failed slice stops the run (set -e).
+      x=$(slice_b); b=$(add "$b" "$x")
+      x=$(slice_a); a=$(add "$a" "$x")
+      x=$(slice_a); a=$(add "$a" "$x")
+      x=$(slice_b); b=$(add "$b" "$x")
+    done
+    stop_pair
+    n=$((2 * PAIRS))
+    a_rps+=("$(awk -v s="$a" -v n="$n" 'BEGIN{printf "%.0f", s/n}')")
+    b_rps+=("$(awk -v s="$b" -v n="$n" 'BEGIN{printf "%.0f", s/n}')")
+    ratios+=("$(awk -v a="$a" -v b="$b" 'BEGIN{printf "%.3f", a/b}')")
+    echo "round $r: B ${b_rps[-1]} req/s, A ${a_rps[-1]} req/s, ratio A/B ${ratios[-1]}" >&2
+  done
+}
