@@ -8,6 +8,8 @@
 # The ratio printed is A over B. Each gets its own copy of one embedded
 # store, so both serve the same key. Output on stdout only.
 set -euo pipefail
+# B's path as given, from where the script was started.
+B_BIN=${1:+$(realpath -e -- "$1" 2>/dev/null || echo "$1")}
 cd "$(dirname "$0")/.."
 export GOTOOLCHAIN=local
 . bench/lib.sh
@@ -16,7 +18,6 @@ ROUTE_AUTH=${ROUTE_AUTH:-required}
 B_AUTH=${B_AUTH:-$ROUTE_AUTH}
 check_auth ROUTE_AUTH "$ROUTE_AUTH"
 check_auth B_AUTH "$B_AUTH"
-B_BIN=${1:-}
 [ -z "$B_BIN" ] || [ -x "$B_BIN" ] || { echo "ab: $B_BIN is not an executable" >&2; exit 2; }
 need_wrk
 
@@ -38,13 +39,13 @@ stop_pair() { stop "$ka"; stop "$kb"; }
 slice_a() { rate -H "X-API-Key: $key" "$a_url"; }
 slice_b() { rate -H "X-API-Key: $key" "$b_url"; }
 warm() {
-  wrk -t"$THREADS" -c"$CONNS" -d1s -H "X-API-Key: $key" "$b_url" >/dev/null
-  wrk -t"$THREADS" -c"$CONNS" -d1s -H "X-API-Key: $key" "$a_url" >/dev/null
+  SLICE=1 rate -H "X-API-Key: $key" "$b_url" >/dev/null
+  SLICE=1 rate -H "X-API-Key: $key" "$a_url" >/dev/null
 }
 measure_rounds
 
 cat <<TXT
-date: $(date -u +%FT%TZ)  go: $(go version | awk '{print $3}')  cpus: $(nproc)  A: $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo +changes) auth $ROUTE_AUTH  B: ${B_BIN:-same build} auth $B_AUTH
+date: $(date -u +%FT%TZ)  go: $(go version | awk '{print $3}')  cpus: $(nproc)  A: $(git rev-parse --short HEAD)$([ -z "$(git status --porcelain)" ] || echo +changes) auth $ROUTE_AUTH  B: ${B_BIN:-same build} auth $B_AUTH
 wrk -t$THREADS -c$CONNS, $ROUNDS rounds (both started afresh each round), each round $PAIRS ABBA pairs of ${SLICE}s slices each
 B req/s per round: ${b_rps[*]}  -> median $(median "${b_rps[@]}")
 A req/s per round: ${a_rps[*]}  -> median $(median "${a_rps[@]}")

@@ -15,7 +15,7 @@ check_auth ROUTE_AUTH "$ROUTE_AUTH"
 need_wrk
 
 build_common
-go build -o "$work/bareproxy" ./bench/bareproxy
+CGO_ENABLED=0 go build -o "$work/bareproxy" ./bench/bareproxy
 keygate_config "$work/keygate.yaml" 18080 18090 "$work/data" "$ROUTE_AUTH"
 start_upstream
 create_key "$work/keygate.yaml" 18090
@@ -23,10 +23,12 @@ create_key "$work/keygate.yaml" 18090
 a_url=http://127.0.0.1:18080/
 b_url=http://127.0.0.1:18081/
 start_pair() {
+  need_free 18081
   "$work/bareproxy" -listen 127.0.0.1:18081 -upstream 127.0.0.1:18000 & bp=$!; pids+=($bp)
   local up=
   for _ in $(seq 100); do curl -fs -o /dev/null "$b_url" && { up=1; break; }; sleep 0.1; done
   [ -n "$up" ] || { echo "bench: bareproxy did not start" >&2; exit 1; }
+  alive "$bp" bareproxy
   start_keygate "$work/keygate" "$work/keygate.yaml" 18090; kg=$started
   curl -fs -H "X-API-Key: $key" "$a_url" >/dev/null
 }
@@ -34,8 +36,8 @@ stop_pair() { stop "$kg"; stop "$bp"; }
 slice_a() { rate -H "X-API-Key: $key" "$a_url"; }
 slice_b() { rate "$b_url"; }
 warm() {
-  wrk -t"$THREADS" -c"$CONNS" -d1s "$b_url" >/dev/null
-  wrk -t"$THREADS" -c"$CONNS" -d1s -H "X-API-Key: $key" "$a_url" >/dev/null
+  SLICE=1 rate "$b_url" >/dev/null
+  SLICE=1 rate -H "X-API-Key: $key" "$a_url" >/dev/null
 }
 measure_rounds
 
