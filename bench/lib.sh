@@ -91,12 +91,12 @@ YAML
 
 # start_upstream [PORT]: the fixed-response upstream (port 18000 by default).
 start_upstream() {
-  local port=${1:-18000} up=
+  local port=${1:-18000} up= pid
   need_free "$port"
-  "$work/upstream" -listen "127.0.0.1:$port" & pids+=($!)
+  "$work/upstream" -listen "127.0.0.1:$port" & pid=$!; pids+=($pid)
   for _ in $(seq 100); do curl -fs -o /dev/null "http://127.0.0.1:$port/" && { up=1; break; }; sleep 0.1; done
   [ -n "$up" ] || { echo "bench: the upstream did not start" >&2; exit 1; }
-  alive "$!" upstream
+  alive "$pid" upstream
 }
 
 # start_keygate BIN CONFIG ADMIN_PORT: serve in the background (pid in
