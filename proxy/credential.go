@@ -95,7 +95,7 @@ func (s *Server) extractCredential(st *reqState, req *fasthttp.Request, query []
 	st.qbuf = st.qbuf[:0]
 	for len(query) > 0 {
 		var pair []byte
-		pair, query, _ = bytes.Cut(query, ampersand())
+		pair, query, _ = cutQueryPair(query)
 		name, val, _ := bytes.Cut(pair, equals())
 		if !s.isCredentialParam(name) {
 			continue
@@ -109,22 +109,38 @@ func (s *Server) extractCredential(st *reqState, req *fasthttp.Request, query []
 	return c, nil
 }
 
-func ampersand() []byte { return []byte{'&'} }
-func equals() []byte    { return []byte{'='} }
+func equals() []byte { return []byte{'='} }
+
+// cutQueryPair cuts the query at its first '&' or ';'. Both separate
+// parameters here: many frameworks (older Rails, Python's cgi, Java
+// servlet containers) split on ';' too, so "a=1;api_key=K" is treated as
+// carrying the credential parameter an upstream would see — taken as a
+// credential, stripped and redacted like any other. sep is the separator
+// found, 0 at the end.
+func cutQueryPair(q []byte) (pair, rest []byte, sep byte) {
+	for i, c := range q {
+		if c == '&' || c == ';' {
+			return q[:i], q[i+1:], c
+		}
+	}
+	return q, nil, 0
+}
 
 // cutScheme returns the credential in "<scheme> <credential>". ok is false
 // when the value uses another scheme: it is not a key source then. Our
-// scheme with no value, or with more than one space, yields a value that
-// fails validation (empty, or starting with a space).
+// scheme with no value, with more than one space, or followed by a tab
+// (which lenient upstream parsers take for the space) yields a value that
+// fails validation (empty, or starting with a space or tab): 401, and the
+// header is stripped like any other of ours.
 func cutScheme(v []byte, scheme string) (cred []byte, ok bool) {
 	if len(v) < len(scheme) || !hasPrefixFold(v, scheme) {
 		return nil, false
 	}
 	rest := v[len(scheme):]
-	if len(rest) == 0 {
+	switch {
+	case len(rest) == 0 || rest[0] == '\t':
 		return rest, true
-	}
-	if rest[0] != ' ' {
+	case rest[0] != ' ':
 		return nil, false // "ApiKeyX …" is another scheme
 	}
 	return rest[1:], true

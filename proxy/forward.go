@@ -309,15 +309,18 @@ func (s *Server) appendForwardURI(dst []byte, base string, path, query []byte) [
 	mark := len(dst)
 	dst = append(dst, '?')
 	kept := false
+	// Each kept parameter is joined by the separator that preceded it.
+	var before, after byte
 	for len(query) > 0 {
 		var pair []byte
-		pair, query, _ = bytes.Cut(query, []byte{'&'})
+		before = after
+		pair, query, after = cutQueryPair(query)
 		name, _, _ := bytes.Cut(pair, []byte{'='})
 		if s.opts.StripCredentials && s.isCredentialParam(name) || s.isSessionParam(name) {
 			continue
 		}
 		if kept {
-			dst = append(dst, '&')
+			dst = append(dst, before)
 		}
 		dst = append(dst, pair...)
 		kept = true
@@ -336,7 +339,7 @@ func (s *Server) sessionRequested(st *reqState, query []byte) bool {
 	}
 	for len(query) > 0 {
 		var pair []byte
-		pair, query, _ = bytes.Cut(query, []byte{'&'})
+		pair, query, _ = cutQueryPair(query)
 		name, value, _ := bytes.Cut(pair, []byte{'='})
 		if s.isSessionParam(name) && equalFold(value, "true") {
 			return true

@@ -283,25 +283,25 @@ func (s *Server) logAccess(ctx *fasthttp.RequestCtx, st *reqState, rt *route, k 
 }
 
 // redactQuery appends query with the value of every credential or session
-// parameter replaced by "REDACTED".
+// parameter replaced by "REDACTED" ('&' and ';' both separate parameters:
+// cutQueryPair).
 func (s *Server) redactQuery(dst, query []byte) []byte {
-	first := true
 	for len(query) > 0 {
 		var pair []byte
-		pair, query, _ = bytes.Cut(query, []byte{'&'})
-		if !first {
-			dst = append(dst, '&')
-		}
-		first = false
+		var sep byte
+		pair, query, sep = cutQueryPair(query)
 		name, _, hasValue := bytes.Cut(pair, []byte{'='})
 		if s.isCredentialParam(name) || s.isSessionParam(name) {
 			dst = append(dst, name...)
 			if hasValue {
 				dst = append(dst, "=REDACTED"...)
 			}
-			continue
+		} else {
+			dst = append(dst, pair...)
 		}
-		dst = append(dst, pair...)
+		if sep != 0 {
+			dst = append(dst, sep)
+		}
 	}
 	return dst
 }

@@ -169,6 +169,7 @@ func TestFormatFailuresSkipTheStore(t *testing.T) {
 		{"scheme with trailing space", "/x", []string{"Authorization: ApiKey "}},
 		{"two spaces", "/x", []string{"Authorization: ApiKey  " + good}},
 		{"lower-case scheme two spaces", "/x", []string{"authorization: apikey  " + good}},
+		{"tab after scheme", "/x", []string{"Authorization: ApiKey\t" + good}},
 		{"over-long", "/x", []string{"X-API-Key: kg_" + strings.Repeat("a", 600)}},
 		{"NUL in query", "/x?api_key=" + good[:10] + "%00" + good[11:], nil},
 		{"space in query", "/x?api_key=" + good[:10] + "+" + good[11:], nil},
@@ -230,6 +231,8 @@ func TestAmbiguousCredentials(t *testing.T) {
 		{"query case variants", "/x?appKey=" + a + "&APPKEY=" + b, nil},
 		{"query encoded name", "/x?appKey=" + a + "&app%4Bey=" + b, nil},
 		{"two query sources", "/x?appKey=" + a + "&api_key=" + b, nil},
+		{"query split by semicolon", "/x?api_key=" + a + ";api_key=" + b, nil},
+		{"header and semicolon query", "/x?q=1;api_key=" + b, []string{"X-API-Key: " + a}},
 		{"valid and empty", "/x", []string{"X-API-Key: " + a, "appKey:"}},
 	}
 	for _, tt := range ambiguous {
@@ -352,6 +355,25 @@ func TestForwardedRequest(t *testing.T) {
 	r = f.get("/strip", "X-API-Key: "+key)
 	if e = r.upstream(t); e.URI != "/base/" {
 		t.Errorf("strip_prefix of the prefix itself = %q, want /base/", e.URI)
+	}
+
+	// ';' separates parameters as '&' does (frameworks split on both): a
+	// key after one is a credential, and it is stripped with the
+	// separators around the kept parameters left as they were.
+	for target, want := range map[string]string{
+		"/x?a=1;api_key=" + key + "&b=2": "/x?a=1&b=2",
+		"/x?a=1&api_key=" + key + ";b=2": "/x?a=1;b=2",
+		"/x?q=a;b;api_key=" + key:        "/x?q=a;b",
+		"/x?api_key=" + key + ";":        "/x",
+	} {
+		r = f.get(target)
+		if r.status != 200 {
+			t.Errorf("%s: status %d, want 200", target, r.status)
+			continue
+		}
+		if e = r.upstream(t); e.URI != want || e.Values("X-Keygate-Key-Id")[0] != "key_fw" {
+			t.Errorf("%s: upstream URI %q (key id %q), want %q", target, e.URI, e.Values("X-Keygate-Key-Id"), want)
+		}
 	}
 
 	// StripCredentials off forwards them.

@@ -213,3 +213,25 @@ func TestRegressionCredentialHeaderSpellingStripped(t *testing.T) {
 		}
 	}
 }
+
+// Our scheme followed by a tab instead of the space ("ApiKey<TAB>key",
+// which lenient upstream parsers read as "ApiKey key") is our credential
+// header too: 401 invalid_key where a key is checked, and never forwarded
+// where it is not.
+func TestRegressionSchemeTabStripped(t *testing.T) {
+	f := newFixture(t, nil)
+	key := f.keys.add(t, &auth.Key{ID: "key_t", User: "u", Enabled: true})
+	r := f.get("/pub/x", "Authorization: ApiKey\t"+key)
+	if r.status != 200 {
+		t.Fatalf("auth: none route: status %d, want 200", r.status)
+	}
+	if e := r.upstream(t); len(e.Values("Authorization")) != 0 {
+		t.Errorf("ApiKey<TAB> credential forwarded: %q", e.Values("Authorization"))
+	}
+	if r = f.get("/x", "Authorization: apikey\t"+key); r.status != 401 {
+		t.Errorf("auth: required route: status %d, want 401", r.status)
+	}
+	if n := f.keys.lookups.Load(); n != 0 {
+		t.Errorf("%d store lookups, want 0", n)
+	}
+}
