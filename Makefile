@@ -14,7 +14,7 @@ PROXY_PORT    ?= 8080
 ADMIN_PORT    ?= 9090
 UPSTREAM_PORT ?= 3000
 
-.PHONY: pgo help build run test test-short bench fuzz lint clean
+.PHONY: pgo help build run test test-short bench bench-peers fuzz lint clean
 
 help: ## show this help
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n",$$1,$$2}'
@@ -37,6 +37,9 @@ test-short: ## unit tests only, no race detector
 bench: ## Go benchmarks of the hot path, then the end-to-end load comparison (needs wrk)
 	$(GO) test -run '^$$' -bench . -benchmem -count 3 ./auth ./cache ./proxy
 	./bench/run.sh
+
+bench-peers: ## keygate against nginx and HAProxy doing a plain key check (needs wrk; fetches Debian's nginx and haproxy if absent)
+	./bench/peers.sh
 
 pgo: ## regenerate the profile-guided-optimization profiles (cmd/keygate and bench/bareproxy default.pgo; needs wrk)
 	./bench/pgo.sh
