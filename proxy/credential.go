@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"time"
 	"unsafe"
 
@@ -164,6 +165,56 @@ func (s *Server) isCredentialParam(raw []byte) bool {
 		}
 	}
 	return false
+}
+
+// isCredentialParamSpelling reports whether a raw query parameter name is
+// a credential parameter (isCredentialParam) or a spelling that some
+// frameworks read as one: PHP turns spaces, dots and an unmatched '[' in a
+// name into '_' and drops leading spaces, and PHP and Rack read
+// "api_key[]" or "api_key[x]" as api_key. Like a spelling variant of a
+// credential header, such a parameter is not a key source (it would turn
+// unrelated parameters into 401s), but it is never forwarded when
+// stripping, and never logged.
+func (s *Server) isCredentialParamSpelling(raw []byte) bool {
+	if s.isCredentialParam(raw) {
+		return true
+	}
+	const maxRaw = 192
+	if len(raw) == 0 || len(raw) > maxRaw || bytes.IndexAny(raw, " .[+%") < 0 {
+		return false
+	}
+	var buf [maxRaw]byte // decoding never grows: no heap
+	name := appendUnescapeQuery(buf[:0], raw)
+	name = bytes.TrimLeft(name, " ")
+	if i := bytes.IndexByte(name, '['); i >= 0 && bytes.IndexByte(name[i:], ']') > 0 {
+		name = name[:i]
+	}
+	for i, c := range name {
+		if c == ' ' || c == '.' || c == '[' {
+			name[i] = '_'
+		}
+	}
+	for _, q := range s.queryPHPNames {
+		if equalFold(name, q) {
+			return true
+		}
+	}
+	return false
+}
+
+// phpName is a configured parameter name as PHP reads it back
+// (isCredentialParamSpelling): dots and '[' become '_' (config allows
+// both in a name).
+func phpName(q string) string {
+	if strings.IndexAny(q, " .[") < 0 {
+		return q
+	}
+	return strings.Map(func(r rune) rune {
+		if r == ' ' || r == '.' || r == '[' {
+			return '_'
+		}
+		return r
+	}, q)
 }
 
 // appendUnescapeQuery appends the form-decoded b ("+" is a space, %XX a

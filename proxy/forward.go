@@ -309,21 +309,30 @@ func (s *Server) appendForwardURI(dst []byte, base string, path, query []byte) [
 	mark := len(dst)
 	dst = append(dst, '?')
 	kept := false
-	// Each kept parameter is joined by the separator that preceded it.
-	var before, after byte
+	// Two kept parameters are joined by ';' only when every separator
+	// between them was one: an '&' among them is kept, so that a parser
+	// splitting on '&' alone (Go's url.ParseQuery drops a pair holding a
+	// ';') still finds each kept parameter whole.
+	amp := false
 	for len(query) > 0 {
 		var pair []byte
-		before = after
-		pair, query, after = cutQueryPair(query)
+		var sep byte
+		pair, query, sep = cutQueryPair(query)
 		name, _, _ := bytes.Cut(pair, []byte{'='})
-		if s.opts.StripCredentials && s.isCredentialParam(name) || s.isSessionParam(name) {
+		if s.opts.StripCredentials && s.isCredentialParamSpelling(name) || s.isSessionParam(name) {
+			amp = amp || sep == '&'
 			continue
 		}
 		if kept {
-			dst = append(dst, before)
+			if amp {
+				dst = append(dst, '&')
+			} else {
+				dst = append(dst, ';')
+			}
 		}
 		dst = append(dst, pair...)
 		kept = true
+		amp = sep == '&'
 	}
 	if !kept {
 		dst = dst[:mark]

@@ -291,7 +291,7 @@ func (s *Server) redactQuery(dst, query []byte) []byte {
 		var sep byte
 		pair, query, sep = cutQueryPair(query)
 		name, _, hasValue := bytes.Cut(pair, []byte{'='})
-		if s.isCredentialParam(name) || s.isSessionParam(name) {
+		if s.isCredentialParamSpelling(name) || s.isSessionParam(name) {
 			dst = append(dst, name...)
 			if hasValue {
 				dst = append(dst, "=REDACTED"...)

@@ -25,6 +25,7 @@ func TestAccessLogAndMetrics(t *testing.T) {
 	f.get("/x", "X-API-Key: "+wrong, "X-Request-Id: rid-3")
 	f.get("/a%2Fb?api_key="+key, "X-Request-Id: rid-4")
 	f.get("/x?a=1;api_key="+wrong+"&b=2", "X-Request-Id: rid-5")
+	f.get("/x?api.key="+wrong+"&api_key[]="+wrong+"&q", "X-API-Key: "+wrong, "X-Request-Id: rid-6")
 
 	lines := map[string]map[string]any{}
 	for _, l := range strings.Split(strings.TrimSpace(f.logs.String()), "\n") {
@@ -61,6 +62,9 @@ func TestAccessLogAndMetrics(t *testing.T) {
 	if l := lines["rid-5"]; l == nil || l["path"] != "/x?a=1;api_key=REDACTED&b=2" {
 		t.Errorf("semicolon-separated query's access line = %v", l)
 	}
+	if l := lines["rid-6"]; l == nil || l["path"] != "/x?api.key=REDACTED&api_key[]=REDACTED&q" {
+		t.Errorf("credential parameter spellings' access line = %v", l)
+	}
 	for _, k := range []string{key, wrong} {
 		if strings.Contains(f.logs.String(), k) {
 			t.Errorf("logs contain a key")
@@ -73,8 +77,8 @@ func TestAccessLogAndMetrics(t *testing.T) {
 	if got := f.authCount("ok", "query", "default"); got != 1 {
 		t.Errorf("auth ok/query/default = %v, want 1", got)
 	}
-	if got := f.authCount("invalid", "query", "default") + f.authCount("invalid", "header", "default"); got != 3 {
-		t.Errorf("auth invalid = %v, want 3", got)
+	if got := f.authCount("invalid", "query", "default") + f.authCount("invalid", "header", "default"); got != 4 {
+		t.Errorf("auth invalid = %v, want 4", got)
 	}
 	if got := f.authCount("bad_request", "none", ""); got != 1 {
 		t.Errorf("auth bad_request = %v, want 1", got)

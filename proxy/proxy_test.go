@@ -360,9 +360,12 @@ func TestForwardedRequest(t *testing.T) {
 	// ';' separates parameters as '&' does (frameworks split on both): a
 	// key after one is a credential, and it is stripped with the
 	// separators around the kept parameters left as they were.
+	// Kept parameters are joined by ';' only when every separator between
+	// them was one.
 	for target, want := range map[string]string{
 		"/x?a=1;api_key=" + key + "&b=2": "/x?a=1&b=2",
-		"/x?a=1&api_key=" + key + ";b=2": "/x?a=1;b=2",
+		"/x?a=1&api_key=" + key + ";b=2": "/x?a=1&b=2",
+		"/x?a=1;api_key=" + key + ";b=2": "/x?a=1;b=2",
 		"/x?q=a;b;api_key=" + key:        "/x?q=a;b",
 		"/x?api_key=" + key + ";":        "/x",
 	} {
@@ -374,6 +377,13 @@ func TestForwardedRequest(t *testing.T) {
 		if e = r.upstream(t); e.URI != want || e.Values("X-Keygate-Key-Id")[0] != "key_fw" {
 			t.Errorf("%s: upstream URI %q (key id %q), want %q", target, e.URI, e.Values("X-Keygate-Key-Id"), want)
 		}
+	}
+
+	// Spellings that PHP or Rack read as a credential parameter are not
+	// key sources, but they are stripped too.
+	r = f.get("/x?a=1&api.key=k1&api_key[]=k2&+api_key=k3&api%20key=k4&api[key=k5&API_KEY%5Bx%5D=k6&api[key]=keep&b=2", "X-API-Key: "+key)
+	if e = r.upstream(t); r.status != 200 || e.URI != "/x?a=1&api[key]=keep&b=2" {
+		t.Errorf("credential parameter spellings: status %d, upstream URI %q", r.status, e.URI)
 	}
 
 	// StripCredentials off forwards them.
@@ -538,5 +548,19 @@ func TestUsageHookAndSession(t *testing.T) {
 	defer mu.Unlock()
 	if len(seen) != 3 || seen[0] != "key_u" || seen[1] != "key_n" || seen[2] != "key_u" {
 		t.Errorf("OnAuthenticated saw %q", seen)
+	}
+}
+
+// TestSessionParamSemicolon: ';' separates the session parameter as '&'
+// does: it asks for a session and is not forwarded.
+func TestSessionParamSemicolon(t *testing.T) {
+	f := newFixture(t, func(_ *fixture, o *Options) { o.Sessions = fakeSessions{} })
+	key := f.keys.add(t, &auth.Key{ID: "key_u", User: "u", Enabled: true, SessionsAllowed: true, SessionEpoch: 7})
+	r := f.get("/x?z=1;keygate-session=true", "X-API-Key: "+key)
+	if got := r.header.Get("Set-Cookie"); got != "kgs=key_u.7; Path=/; HttpOnly" {
+		t.Errorf("Set-Cookie = %q", got)
+	}
+	if e := r.upstream(t); e.URI != "/x?z=1" {
+		t.Errorf("session param forwarded: %q", e.URI)
 	}
 }

@@ -228,8 +228,9 @@ func TestRegressionSchemeTabStripped(t *testing.T) {
 	if e := r.upstream(t); len(e.Values("Authorization")) != 0 {
 		t.Errorf("ApiKey<TAB> credential forwarded: %q", e.Values("Authorization"))
 	}
-	if r = f.get("/x", "Authorization: apikey\t"+key); r.status != 401 {
-		t.Errorf("auth: required route: status %d, want 401", r.status)
+	r = f.get("/x", "Authorization: apikey\t"+key)
+	if code, _ := r.denial(t); r.status != 401 || code != "invalid_key" {
+		t.Errorf("auth: required route: %d %s, want 401 invalid_key", r.status, code)
 	}
 	if n := f.keys.lookups.Load(); n != 0 {
 		t.Errorf("%d store lookups, want 0", n)

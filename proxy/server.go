@@ -35,7 +35,10 @@ type Server struct {
 
 	hdrSources   []headerSource
 	querySources []string
-	maxQueryName int
+	// queryPHPNames are querySources as PHP reads names back
+	// (isCredentialParamSpelling).
+	queryPHPNames []string
+	maxQueryName  int
 
 	idPrefix      string // lower case, "-" separated
 	idKeyID       []byte
@@ -82,6 +85,7 @@ func New(o Options) (*Server, error) {
 			s.hdrSources = append(s.hdrSources, headerSource{name: src.Header, scheme: src.Scheme})
 		} else {
 			s.querySources = append(s.querySources, src.Query)
+			s.queryPHPNames = append(s.queryPHPNames, phpName(src.Query))
 			s.maxQueryName = max(s.maxQueryName, len(src.Query))
 		}
 	}
