@@ -44,6 +44,9 @@ trap cleanup EXIT
 stop() {
   kill "$1" 2>/dev/null || true
   for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  # A process that must be killed takes its own children with it (nginx's
+  # workers would otherwise keep the port).
+  if kill -0 "$1" 2>/dev/null; then pkill -KILL -P "$1" 2>/dev/null || true; fi
   kill -KILL "$1" 2>/dev/null || true
   wait "$1" 2>/dev/null || true
   local kept=() p
@@ -113,16 +116,19 @@ start_keygate() {
 }
 
 # create_key CONFIG ADMIN_PORT: bootstrap the store of CONFIG and create
-# one key (in $key) through a keygate that is stopped again.
+# one key (its secret in $key, its id in $key_id) through a keygate that
+# is stopped again.
 create_key() {
-  local admin_key
+  local admin_key created
   admin_key=$("$work/keygate" bootstrap --config "$1" 2>"$work/bootstrap.log") ||
     { echo "bench: keygate bootstrap failed:" >&2; cat "$work/bootstrap.log" >&2; exit 1; }
   start_keygate "$work/keygate" "$1" "$2"
-  key=$(KEYGATE_ADMIN_KEY=$admin_key "$work/keygate" keys create --admin-url "http://127.0.0.1:$2" \
-    --name bench --user bench --no-expiry --output json | sed -n 's/.*"secret": *"\([^"]*\)".*/\1/p')
+  created=$(KEYGATE_ADMIN_KEY=$admin_key "$work/keygate" keys create --admin-url "http://127.0.0.1:$2" \
+    --name bench --user bench --no-expiry --output json)
+  key=$(echo "$created" | sed -n 's/.*"secret": *"\([^"]*\)".*/\1/p')
+  key_id=$(echo "$created" | grep -o '"id": *"[^"]*"' | sed -n '1s/.*"\([^"]*\)"$/\1/p')
   stop "$started"
-  [ -n "$key" ] || { echo "bench: could not create a key" >&2; exit 1; }
+  [ -n "$key" ] && [ -n "$key_id" ] || { echo "bench: could not create a key" >&2; exit 1; }
 }
 
 # rate URL [wrk args]: requests per second in one slice. A slice that

@@ -44,8 +44,13 @@ unpack_peers() {
   command -v apt-get >/dev/null && command -v dpkg >/dev/null ||
     { echo "peers: nginx/haproxy not found and no apt-get to fetch them; set NGINX and HAPROXY" >&2; exit 1; }
   mkdir -p "$work/peers/debs"
-  (cd "$work/peers/debs" && apt-get download -q nginx haproxy liblua5.3-0 libopentracing-c-wrapper0 libopentracing1 2>&1 | grep -v '^W: Download is performed unsandboxed' >&2) ||
-    { echo "peers: apt-get download failed" >&2; exit 1; }
+  local pkgs="nginx haproxy liblua5.3-0 libopentracing-c-wrapper0 libopentracing1"
+  # apt warns that root downloads unsandboxed; anything else it says is kept.
+  if ! (cd "$work/peers/debs" && apt-get download -q $pkgs 2>&1 | { grep -v '^W: Download is performed unsandboxed' || true; } >&2); then
+    apt-get update -qq >/dev/null 2>&1 || true
+    (cd "$work/peers/debs" && apt-get download -q $pkgs 2>&1 | { grep -v '^W: Download is performed unsandboxed' || true; } >&2) ||
+      { echo "peers: apt-get download failed" >&2; exit 1; }
+  fi
   local d
   for d in "$work"/peers/debs/*.deb; do dpkg -x "$d" "$work/peers/root"; done
   peer_env=$(find "$work/peers/root" -name '*.so*' -printf '%h\n' | sort -u | paste -sd:)
@@ -61,9 +66,8 @@ for p in $PEERS; do
     [ -d "$work/peers/root" ] || unpack_peers
     bins[$p]=$work/peers/root/usr/sbin/$p
   fi
-  if LD_LIBRARY_PATH=$peer_env ldd "${bins[$p]}" | grep -q 'not found'; then
-    echo "peers: ${bins[$p]} misses libraries:" >&2; LD_LIBRARY_PATH=$peer_env ldd "${bins[$p]}" | grep 'not found' >&2; exit 1
-  fi
+  missing=$(LD_LIBRARY_PATH=$peer_env ldd "${bins[$p]}" 2>&1 | { grep 'not found' || true; })
+  [ -z "$missing" ] || { echo "peers: ${bins[$p]} misses libraries:" >&2; echo "$missing" >&2; exit 1; }
 done
 
 build_common
@@ -92,6 +96,14 @@ http {
     default "";
     "$key" "bench";
   }
+  map \$http_x_api_key \$api_key_id {
+    default "";
+    "$key" "$key_id";
+  }
+  map \$http_x_api_key \$api_key_name {
+    default "";
+    "$key" "bench";
+  }
   upstream up {
     server 127.0.0.1:18000;
     keepalive 256;
@@ -105,17 +117,29 @@ http {
       proxy_set_header Connection "";
       proxy_set_header Host \$http_host;
       proxy_set_header X-API-Key "";
+      # The identity headers keygate sets for this key; the other
+      # identity headers a client might send are emptied (nginx drops
+      # names with '_' by default).
+      proxy_set_header X-Keygate-Key-Id \$api_key_id;
+      proxy_set_header X-Keygate-Key-Name \$api_key_name;
       proxy_set_header X-Keygate-User \$api_user;
+      proxy_set_header X-Keygate-Auth key;
+      proxy_set_header X-Keygate-Application "";
+      proxy_set_header X-Keygate-Tenant "";
+      proxy_set_header X-Keygate-Scopes "";
       proxy_set_header X-Forwarded-For \$remote_addr;
       proxy_set_header X-Forwarded-Proto \$scheme;
       proxy_set_header X-Forwarded-Host \$http_host;
       proxy_set_header X-Request-Id \$request_id;
+      add_header X-Request-Id \$request_id always;
     }
   }
 }
 CONF
 
-echo "$key bench" > "$work/haproxy/keys.map"
+echo "$key bench" > "$work/haproxy/users.map"
+echo "$key $key_id" > "$work/haproxy/ids.map"
+echo "$key bench" > "$work/haproxy/names.map"
 cat > "$work/haproxy/haproxy.cfg" <<CONF
 global
   nbthread 2
@@ -128,15 +152,22 @@ defaults
   timeout http-keep-alive 30s
 frontend fe
   bind 127.0.0.1:18083
-  http-request set-var(txn.user) req.hdr(x-api-key),map_str($work/haproxy/keys.map)
+  http-request set-var(txn.user) req.hdr(x-api-key),map_str($work/haproxy/users.map)
   http-request return status 401 unless { var(txn.user) -m found }
+  http-request set-var(txn.id) req.hdr(x-api-key),map_str($work/haproxy/ids.map)
+  http-request set-var(txn.name) req.hdr(x-api-key),map_str($work/haproxy/names.map)
   http-request del-header x-api-key
+  http-request del-header x-keygate- -m beg
+  http-request set-header X-Keygate-Key-Id %[var(txn.id)]
+  http-request set-header X-Keygate-Key-Name %[var(txn.name)]
   http-request set-header X-Keygate-User %[var(txn.user)]
+  http-request set-header X-Keygate-Auth key
   http-request set-header X-Forwarded-For %[src]
   http-request set-header X-Forwarded-Proto http
   http-request set-header X-Forwarded-Host %[req.hdr(host)]
   unique-id-format %[uuid()]
   unique-id-header X-Request-Id
+  http-response set-header X-Request-Id %[unique-id]
   default_backend be
 backend be
   http-reuse always
@@ -172,8 +203,8 @@ out="date: $(date -u +%FT%TZ)  go: $(go version | awk '{print $3}')  cpus: $(npr
 wrk -t$THREADS -c$CONNS with the key header, $ROUNDS rounds per peer (both started afresh each round), each round $PAIRS ABBA pairs of ${SLICE}s slices"
 for peer in $PEERS; do
   case $peer in
-    nginx) b_url=http://127.0.0.1:18082/; version=$(LD_LIBRARY_PATH=$peer_env "${bins[$peer]}" -v 2>&1 | head -1) ;;
-    haproxy) b_url=http://127.0.0.1:18083/; version=$(LD_LIBRARY_PATH=$peer_env "${bins[$peer]}" -v 2>&1 | head -1) ;;
+    nginx) b_url=http://127.0.0.1:18082/; version=$(LD_LIBRARY_PATH=$peer_env "${bins[$peer]}" -v 2>&1 | sed -n 1p) ;;
+    haproxy) b_url=http://127.0.0.1:18083/; version=$(LD_LIBRARY_PATH=$peer_env "${bins[$peer]}" -v 2>&1 | sed -n 1p) ;;
     bare) b_url=http://127.0.0.1:18084/; version="bare fasthttp proxy (bench/bareproxy, no key check)" ;;
   esac
   start_pair() {
