@@ -169,8 +169,8 @@ func (s *Server) isCredentialParam(raw []byte) bool {
 
 // isCredentialParamSpelling reports whether a raw query parameter name is
 // a credential parameter (isCredentialParam) or a spelling that some
-// frameworks read as one: PHP turns spaces, dots and an unmatched '[' in a
-// name into '_' and drops leading spaces, and PHP and Rack read
+// frameworks read as one: PHP ends a name at a NUL, drops leading spaces,
+// turns spaces, dots and an unmatched '[' into '_', and PHP and Rack read
 // "api_key[]" or "api_key[x]" as api_key. Like a spelling variant of a
 // credential header, such a parameter is not a key source (it would turn
 // unrelated parameters into 401s), but it is never forwarded when
@@ -179,12 +179,18 @@ func (s *Server) isCredentialParamSpelling(raw []byte) bool {
 	if s.isCredentialParam(raw) {
 		return true
 	}
-	const maxRaw = 192
-	if len(raw) == 0 || len(raw) > maxRaw || bytes.IndexAny(raw, " .[+%") < 0 {
+	if len(raw) == 0 || bytes.IndexAny(raw, " .[+%") < 0 {
 		return false
 	}
-	var buf [maxRaw]byte // decoding never grows: no heap
-	name := appendUnescapeQuery(buf[:0], raw)
+	var buf [192]byte // decoding never grows: no heap for usual names
+	dst := buf[:0]
+	if len(raw) > len(buf) {
+		dst = make([]byte, 0, len(raw)) // a long name is odd, never rejected for it
+	}
+	name := appendUnescapeQuery(dst, raw)
+	if i := bytes.IndexByte(name, 0); i >= 0 {
+		name = name[:i] // PHP reads the name as a C string
+	}
 	name = bytes.TrimLeft(name, " ")
 	if i := bytes.IndexByte(name, '['); i >= 0 && bytes.IndexByte(name[i:], ']') > 0 {
 		name = name[:i]

@@ -371,7 +371,7 @@ func (s *Server) dropRequestHeader(st *reqState, k, v []byte, peerTrusted bool) 
 			return true
 		}
 	}
-	if s.isIdentityHeader(k) || !peerTrusted && hasPrefixFold(k, "X-Forwarded-") {
+	if s.isIdentityHeader(k) || !peerTrusted && hasFoldedPrefix(k, "x-forwarded-") {
 		return true
 	}
 	for _, c := range st.conn {
@@ -459,7 +459,9 @@ func requestHeaderRule(k []byte) uint8 {
 		return forwardHeader
 	}
 	for _, r := range rulesByLen[len(k)] {
-		if equalFold(k, r.name) {
+		// In any letter case and with '_' or '.' for '-': CGI-style
+		// upstreams (WSGI, Rack, PHP) read X_Real_IP as X-Real-IP.
+		if foldedEqual(k, r.name) {
 			return r.rule
 		}
 	}
@@ -558,6 +560,11 @@ func listed(tokens, name []byte) bool {
 
 // foldedEqual reports whether header name k equals name with "_" and "."
 // read as "-", ignoring ASCII case.
+// hasFoldedPrefix is foldedEqual for a prefix (lower case, '-'-separated).
+func hasFoldedPrefix(k []byte, prefix string) bool {
+	return len(k) >= len(prefix) && foldedEqual(k[:len(prefix)], prefix)
+}
+
 func foldedEqual(k []byte, name string) bool {
 	if len(k) != len(name) {
 		return false

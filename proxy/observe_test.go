@@ -25,7 +25,7 @@ func TestAccessLogAndMetrics(t *testing.T) {
 	f.get("/x", "X-API-Key: "+wrong, "X-Request-Id: rid-3")
 	f.get("/a%2Fb?api_key="+key, "X-Request-Id: rid-4")
 	f.get("/x?a=1;api_key="+wrong+"&b=2", "X-Request-Id: rid-5")
-	f.get("/x?api.key="+wrong+"&api_key[]="+wrong+"&q", "X-API-Key: "+wrong, "X-Request-Id: rid-6")
+	f.get("/x?api.key="+wrong+"&api_key[]="+wrong+"&q&"+strings.Repeat("+", 200)+"api_key="+wrong, "X-API-Key: "+wrong, "X-Request-Id: rid-6")
 
 	lines := map[string]map[string]any{}
 	for _, l := range strings.Split(strings.TrimSpace(f.logs.String()), "\n") {
@@ -62,7 +62,7 @@ func TestAccessLogAndMetrics(t *testing.T) {
 	if l := lines["rid-5"]; l == nil || l["path"] != "/x?a=1;api_key=REDACTED&b=2" {
 		t.Errorf("semicolon-separated query's access line = %v", l)
 	}
-	if l := lines["rid-6"]; l == nil || l["path"] != "/x?api.key=REDACTED&api_key[]=REDACTED&q" {
+	if l := lines["rid-6"]; l == nil || l["path"] != "/x?api.key=REDACTED&api_key[]=REDACTED&q&"+strings.Repeat("+", 200)+"api_key=REDACTED" {
 		t.Errorf("credential parameter spellings' access line = %v", l)
 	}
 	for _, k := range []string{key, wrong} {

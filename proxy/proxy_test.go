@@ -385,6 +385,11 @@ func TestForwardedRequest(t *testing.T) {
 	if e = r.upstream(t); r.status != 200 || e.URI != "/x?a=1&api[key]=keep&b=2" {
 		t.Errorf("credential parameter spellings: status %d, upstream URI %q", r.status, e.URI)
 	}
+	// However long the name, and up to a NUL (PHP reads a C string).
+	r = f.get("/x?"+strings.Repeat("+", 200)+"api_key=k1&api_key["+strings.Repeat("a", 200)+"]=k2&api_key%00x=k3&b=2", "X-API-Key: "+key)
+	if e = r.upstream(t); r.status != 200 || e.URI != "/x?b=2" {
+		t.Errorf("long or NUL credential parameter spellings: status %d, upstream URI %q", r.status, e.URI)
+	}
 
 	// StripCredentials off forwards them.
 	g := newFixture(t, func(_ *fixture, o *Options) { o.StripCredentials = false })

@@ -236,3 +236,40 @@ func TestRegressionSchemeTabStripped(t *testing.T) {
 		t.Errorf("%d store lookups, want 0", n)
 	}
 }
+
+// Headers dropped by name are dropped in every spelling CGI-style
+// upstreams (WSGI, Rack, PHP) read as the same name: '_' or '.' for '-'.
+func TestRegressionDroppedHeaderSpellings(t *testing.T) {
+	f := newFixture(t, nil)
+	key := f.keys.add(t, &auth.Key{ID: "key_s", User: "u", Enabled: true})
+	r := f.get("/x", "X-API-Key: "+key,
+		"X_Real_IP: 6.6.6.6",
+		"X_Original_URL: /admin/delete",
+		"X_HTTP_Method_Override: DELETE",
+		"X_Forwarded_Host: evil.example",
+		"X_Forwarded_Proto: https",
+		"X_Forwarded_Ssl: on",
+		"X_Forwarded_For: 6.6.6.6",
+		"X.Forwarded.For: 6.6.6.6",
+		"X_Cluster_Client_IP: 6.6.6.6",
+		"True_Client_IP: 6.6.6.6",
+		"X_Request_Id: evil",
+		"Proxy_Connection: keep-alive",
+		"X_Custom: keep",
+	)
+	e := r.upstream(t)
+	for _, h := range e.Headers {
+		switch strings.ToLower(strings.NewReplacer("_", "-", ".", "-").Replace(h[0])) {
+		case "x-keygate-key-id", "x-keygate-user", "x-keygate-auth", "host", "x-forwarded-for",
+			"x-forwarded-proto", "x-forwarded-host", "x-request-id", "x-custom":
+		default:
+			t.Errorf("forwarded %s: %s", h[0], h[1])
+		}
+		if strings.Contains(h[1], "6.6.6.6") || strings.Contains(h[1], "evil") || strings.Contains(h[1], "/admin") {
+			t.Errorf("client claim reached the upstream: %s: %s", h[0], h[1])
+		}
+	}
+	if len(e.Values("X_Custom")) != 1 {
+		t.Errorf("an unrelated header with '_' was dropped: %q", e.Headers)
+	}
+}
