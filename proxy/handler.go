@@ -172,6 +172,18 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	rt := s.routes.match(hostOnly(host), st.path, req.Header.Method())
+	if rt != nil && bytes.IndexByte(st.path, ';') >= 0 {
+		// Servlet containers drop ";" path parameters before mapping
+		// ("/admin;x/users" is their "/admin/users"): a path whose route
+		// depends on how it is read is refused, so that the decision and
+		// the upstream cannot disagree. (st.uri is rebuilt for the
+		// upstream later.)
+		st.uri = stripPathParams(st.uri[:0], st.path)
+		if s.routes.match(hostOnly(host), st.uri, req.Header.Method()) != rt {
+			s.refuse(ctx, st, start, errBadRequest, rid, false)
+			return
+		}
+	}
 	if rt == nil {
 		s.writeDenial(ctx, errNoRoute, rid, false)
 		s.logAccess(ctx, st, nil, nil, start, netip.Addr{}, query, rid)

@@ -73,6 +73,34 @@ func normalizePath(dst, raw []byte) (_ []byte, ok bool) {
 	return dst, true
 }
 
+// stripPathParams appends path, a normalized path, as a servlet container
+// (Tomcat, Jetty, Spring) maps it: every segment's ";" parameters removed
+// ("/admin;x/users" is "/admin/users" there) and the segments that leaves
+// empty dropped, a trailing "/" kept.
+func stripPathParams(dst, path []byte) []byte {
+	start := len(dst)
+	dst = append(dst, '/')
+	trailing := len(path) > 1 && path[len(path)-1] == '/'
+	for len(path) > 0 {
+		var seg []byte
+		seg, path, _ = bytes.Cut(path, []byte{'/'})
+		if j := bytes.IndexByte(seg, ';'); j >= 0 {
+			seg = seg[:j]
+		}
+		if len(seg) == 0 {
+			continue
+		}
+		if len(dst) > start+1 {
+			dst = append(dst, '/')
+		}
+		dst = append(dst, seg...)
+	}
+	if trailing && len(dst) > start+1 {
+		dst = append(dst, '/')
+	}
+	return dst
+}
+
 func isDots(s []byte) bool {
 	return len(s) == 1 && s[0] == '.' || len(s) == 2 && s[0] == '.' && s[1] == '.'
 }

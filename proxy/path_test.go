@@ -160,3 +160,21 @@ func TestOptionsValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestStripPathParams(t *testing.T) {
+	for in, want := range map[string]string{
+		"/":               "/",
+		"/a":              "/a",
+		"/a;x/b":          "/a/b",
+		"/a;x;y/b;z/":     "/a/b/",
+		"/;x/admin":       "/admin",
+		"/;x":             "/",
+		"/a/;x/b":         "/a/b",
+		"/admin;x/users/": "/admin/users/",
+		"/a%3Bx/b":        "/a%3Bx/b",
+	} {
+		if got := string(stripPathParams([]byte("keep"), []byte(in))); got != "keep"+want {
+			t.Errorf("stripPathParams(%q) = %q, want %q", in, got[4:], want)
+		}
+	}
+}

@@ -443,6 +443,14 @@ func TestPaths(t *testing.T) {
 		{"/pub/a\\..\\admin", 400, "bad_request", ""},
 		{"/pub/%zz", 400, "bad_request", ""},
 		{"/pub/;x", 200, "", "/pub/;x"},
+		// ";" parameters are kept when the route is the same with them
+		// removed, as servlet containers map paths, and refused when not.
+		{"/pub/a;x/b;y", 200, "", "/pub/a;x/b;y"},
+		{"/pub;x/y", 400, "bad_request", ""},
+		{"/admin;x/users", 400, "bad_request", ""},
+		{"/admin;jsessionid=1/users", 400, "bad_request", ""},
+		{"/;x/admin", 400, "bad_request", ""},
+		{"/pub/%3Bx", 200, "", "/pub/%3Bx"},
 		{"/pub/%7Euser/%41%3b", 200, "", "/pub/~user/A%3B"},
 		{"/pub/../../..", 401, "missing_key", ""},
 		{"/publication", 401, "missing_key", ""},
