@@ -163,7 +163,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	if host == nil {
 		host = req.Header.Host()
 	}
-	if len(host) == 0 || !upperMethod(req.Header.Method()) {
+	if !validHost(host) || !upperMethod(req.Header.Method()) {
 		s.refuse(ctx, st, start, errBadRequest, rid, true)
 		return
 	}

@@ -273,3 +273,33 @@ func TestRegressionDroppedHeaderSpellings(t *testing.T) {
 		t.Errorf("an unrelated header with '_' was dropped: %q", e.Headers)
 	}
 }
+
+// A Host (or absolute-form authority) that upstreams may read another way
+// than the route decision did is 400 (RFC 9112 3.2), and nothing is
+// forwarded.
+func TestRegressionInvalidHost(t *testing.T) {
+	f := newFixture(t, nil)
+	key := f.keys.add(t, &auth.Key{ID: "key_h", User: "u", Enabled: true})
+	for _, req := range []string{
+		"GET /x HTTP/1.1\r\nHost: u@internal.example\r\n",
+		"GET /x HTTP/1.1\r\nHost: a,internal.example\r\n",
+		"GET /x HTTP/1.1\r\nHost: internal.example;x\r\n",
+		"GET /x HTTP/1.1\r\nHost: internal%2eexample\r\n",
+		"GET /x HTTP/1.1\r\nHost: internal.example:80x\r\n",
+		"GET /x HTTP/1.1\r\nHost: [::1\r\n",
+		"GET http://h\"x/x HTTP/1.1\r\nHost: h\r\n",
+	} {
+		r := f.raw(req + "X-API-Key: " + key + "\r\n\r\n")
+		if code, _ := r.denial(t); r.status != 400 || code != "bad_request" {
+			t.Errorf("%q: %d %s, want 400 bad_request", req, r.status, code)
+		}
+	}
+	if n := f.echo.Hits(); n != 0 {
+		t.Errorf("%d requests reached the upstream", n)
+	}
+	for _, host := range []string{"api.example", "API.Example:8080", "my_host.internal", "127.0.0.1:80", "[::1]:8080", "[2001:db8::1]"} {
+		if r := f.raw("GET /x HTTP/1.1\r\nHost: " + host + "\r\nX-API-Key: " + key + "\r\n\r\n"); r.status != 200 {
+			t.Errorf("Host %s: status %d, want 200", host, r.status)
+		}
+	}
+}

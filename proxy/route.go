@@ -157,6 +157,51 @@ func normalizePrefix(p string) (string, error) {
 }
 
 // hostOnly strips the port from a Host value ("h:1", "[::1]:1").
+// validHost reports whether h, a Host header or an absolute-form target's
+// authority, is a host name or address with an optional port: letters,
+// digits, '-', '.', '_', '~', or a bracketed IPv6 address, then ':' and
+// digits. RFC 9112 (3.2) wants 400 for an invalid Host; anything wider
+// (userinfo "u@h", ',' and ';' lists, escapes, quotes) is read differently
+// by different upstreams, and the route was chosen by one reading.
+func validHost(h []byte) bool {
+	i := 0
+	if len(h) > 0 && h[0] == '[' {
+		j := bytes.IndexByte(h, ']')
+		if j < 3 {
+			return false
+		}
+		for _, c := range h[1:j] {
+			if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == ':' || c == '.') {
+				return false
+			}
+		}
+		i = j + 1
+	} else {
+		for i < len(h) && h[i] != ':' {
+			c := h[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_' || c == '~') {
+				return false
+			}
+			i++
+		}
+		if i == 0 {
+			return false
+		}
+	}
+	if i == len(h) {
+		return true
+	}
+	if h[i] != ':' {
+		return false
+	}
+	for _, c := range h[i+1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
 func hostOnly(h []byte) []byte {
 	if len(h) > 0 && h[0] == '[' {
 		if j := bytes.IndexByte(h, ']'); j > 0 {
